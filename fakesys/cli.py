@@ -1,0 +1,55 @@
+"""The ``fakesys`` command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import logging
+import sys
+
+from . import daemon
+from .scenario import ScenarioError, load
+
+EXIT_USAGE = 2
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="fakesys",
+        description="Mount a fake /sys and /dev backed by a simulated driver core.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    mount = sub.add_parser("mount", help="mount a scenario and serve it until a signal")
+    mount.add_argument(
+        "mountpoint", nargs="?", default="mountpoint", help="where to mount (default: ./mountpoint)"
+    )
+    mount.add_argument(
+        "--scenario", help="a shipped scenario's name or a TOML file (default: the built-in one)"
+    )
+    mount.add_argument("--debug", action="store_true", help="log at debug level")
+    mount.add_argument("--debug-fuse", action="store_true", help="print libfuse's request trace")
+    sub.add_parser("scenarios", help="list the shipped scenarios")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.command == "scenarios":
+        for entry in sorted(importlib.resources.files("fakesys.scenarios").iterdir(), key=str):
+            if entry.name.endswith(".toml"):
+                print(entry.name.removesuffix(".toml"))
+        return 0
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="fakesys: %(levelname)s: %(name)s: %(message)s",
+    )
+    try:
+        scenario = load(args.scenario)
+    except ScenarioError as e:
+        print(f"fakesys: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    return daemon.run(scenario, args.mountpoint, args.debug_fuse)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""The mount: boot a scenario, serve it with FUSE, and shut down cleanly on a signal.
+
+Shutdown on SIGTERM, SIGINT or SIGHUP: blocked reads are woken (they answer ENODEV), pyfuse3
+stops taking requests, in-flight handlers get a grace period, and the mount is removed. The
+mount uses ``auto_unmount``, so even a SIGKILL of the daemon leaves no dead mount behind; a
+dead ``fuse.fakesys`` mount left by an older daemon on the target is detached at start.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import signal
+import sys
+
+import pyfuse3
+import trio
+
+from .fuse import Invalidator, Operations
+from .scenario import Scenario, boot
+
+log = logging.getLogger(__name__)
+
+FSTYPE = "fuse.fakesys"
+#: Worker tasks pyfuse3 may run at once; each read blocked in a device holds one.
+MAX_TASKS = 2000
+SHUTDOWN_GRACE = 2.0
+MNT_DETACH = 2
+
+
+class MountError(Exception):
+    """The mount point cannot be used; the message is for the user."""
+
+
+def mounted_fstype(mountpoint: str) -> str | None:
+    """The file system type mounted exactly on ``mountpoint``, from /proc/self/mountinfo."""
+    target = os.path.realpath(mountpoint)
+    fstype = None
+    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            sep = fields.index("-")
+            mount_path = fields[4].encode().decode("unicode_escape")
+            if mount_path == target:
+                fstype = fields[sep + 1]  # the last mount on a path is the visible one
+    return fstype
+
+
+def detach(mountpoint: str) -> None:
+    """umount2(MNT_DETACH), without forking."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(os.fsencode(mountpoint), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), mountpoint)
+
+
+def clear_stale_mount(mountpoint: str) -> None:
+    """Detach a dead fakesys mount left on ``mountpoint`` (its daemon is gone, so every
+    access fails with ENOTCONN); refuse a live one and any other file system there."""
+    while (fstype := mounted_fstype(mountpoint)) is not None:
+        if fstype != FSTYPE:
+            raise MountError(f"{mountpoint}: a {fstype} file system is mounted there")
+        try:
+            os.stat(mountpoint)
+        except OSError as e:
+            if e.errno not in (errno.ENOTCONN, errno.ECONNABORTED):
+                raise
+        else:
+            raise MountError(f"{mountpoint}: a running fakesys is already mounted there")
+        log.warning("detaching a stale fakesys mount on %s", mountpoint)
+        detach(mountpoint)
+    try:
+        os.makedirs(mountpoint, exist_ok=True)
+    except OSError as e:
+        raise MountError(f"{mountpoint}: {e.strerror}") from None
+    if not os.path.isdir(mountpoint):
+        raise MountError(f"{mountpoint}: not a directory")
+
+
+def mount_options(debug_fuse: bool) -> set[str]:
+    options = set(pyfuse3.default_options) | {"fsname=fakesys", "subtype=fakesys"}
+    options.add("auto_unmount")
+    if os.geteuid() == 0:
+        # Let every user see the tree, as /sys is visible to all.
+        options.add("allow_other")
+    if debug_fuse:
+        options.add("debug")
+    return options
+
+
+async def serve(scenario: Scenario, mountpoint: str, debug_fuse: bool = False) -> None:
+    kernel = await boot(scenario)
+    invalidator = Invalidator()
+    operations = Operations(kernel.kernfs, invalidator)
+    pyfuse3.init(operations, mountpoint, mount_options(debug_fuse))
+    try:
+        print(f"fakesys: mounted {scenario.source} on {mountpoint}", flush=True)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(invalidator.run)
+            nursery.start_soon(_stop_on_signal, operations, nursery.cancel_scope)
+            await pyfuse3.main(min_tasks=4, max_tasks=MAX_TASKS)
+            nursery.cancel_scope.cancel()
+    finally:
+        operations.drop_poll_handles()
+        pyfuse3.close(unmount=True)
+
+
+async def _stop_on_signal(operations: Operations, cancel_scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("%s: unmounting", signal.Signals(signum).name)
+            operations.stopping.set()
+            pyfuse3.terminate()
+            break
+    # pyfuse3.main() returns once the handlers in flight are done; do not wait forever.
+    await trio.sleep(SHUTDOWN_GRACE)
+    cancel_scope.cancel()
+
+
+def run(scenario: Scenario, mountpoint: str, debug_fuse: bool = False) -> int:
+    try:
+        clear_stale_mount(mountpoint)
+    except (MountError, OSError) as e:
+        print(f"fakesys: {e}", file=sys.stderr)
+        return 1
+    try:
+        trio.run(serve, scenario, mountpoint, debug_fuse)
+    except RuntimeError as e:
+        if "fuse_session" in str(e):
+            print(
+                f"fakesys: cannot mount on {mountpoint}: {e} (is /dev/fuse usable?)",
+                file=sys.stderr,
+            )
+            return 1
+        raise
+    return 0

@@ -1,0 +1,337 @@
+"""The pyfuse3 operations: each FUSE request becomes a kernfs call.
+
+Rules kept here (each one avoids a way to wedge or kill the mount):
+
+* Every handler is guarded: an errno from the tree becomes that errno, anything unexpected is
+  logged and answered with EIO. pyfuse3 lets any other exception end the session.
+* Files are served with direct_io and no page cache, so every read reaches the tree and the
+  size reported by stat (4096 for a text attribute, 0 for a dump) does not cut reads short.
+* Entries and attributes are cached for a second; removals are announced at once by the
+  :class:`~._invalidator.Invalidator`, and a write(2) returns only after the removals it caused
+  reached the kernel.
+* Lookup counts are kept, so a node that was removed stays answerable (getattr) until the
+  kernel forgets it, and inode numbers are never reused.
+* A read that may block (``FileOps.may_block``) waits in slices and watches the opener for a
+  pending signal, answering EINTR, because pyfuse3 cannot see FUSE_INTERRUPT.
+* ``flush`` is not implemented (ENOSYS), so the kernel stops sending it.
+
+Limitations: read and write requests carry no caller, so I/O on a handle is attributed to the
+process that opened it; lseek, ioctl and file locks do not reach the file system.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import itertools
+import logging
+import os
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+import pyfuse3
+import trio
+
+from ..kernfs import (
+    Caller,
+    ErrnoError,
+    KernfsNode,
+    KernfsRoot,
+    NodeKind,
+    OpenFile,
+    TreeListener,
+    current_caller,
+    open_file,
+)
+from ._interrupt import signal_pending
+from ._invalidator import Invalidator
+
+log = logging.getLogger(__name__)
+
+#: Seconds the kernel may cache entries and attributes; removals are invalidated explicitly.
+CACHE_TIMEOUT = 1.0
+#: How long a write(2) waits for the invalidations it caused before it returns anyway.
+FLUSH_TIMEOUT = 2.0
+#: The slice a blocked read waits before it looks for a pending signal again.
+INTERRUPT_POLL_INTERVAL = 0.05
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def guarded(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except ErrnoError as e:
+            raise pyfuse3.FUSEError(e.errno) from None
+        except Exception:
+            log.exception("%s%r failed", fn.__name__, args[1:])
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def acting_for(caller: Caller) -> Iterator[None]:
+    token = current_caller.set(caller)
+    try:
+        yield
+    finally:
+        current_caller.reset(token)
+
+
+def _caller(ctx: pyfuse3.RequestContext) -> Caller:
+    return Caller(ctx.pid, ctx.uid, ctx.gid)
+
+
+class Operations(pyfuse3.Operations, TreeListener):
+    supports_dot_lookup = False
+
+    def __init__(self, tree: KernfsRoot, invalidator: Invalidator) -> None:
+        super().__init__()
+        self._tree = tree
+        self._invalidator = invalidator
+        self._lookups: dict[int, tuple[KernfsNode, int]] = {}
+        self._handles: dict[int, OpenFile] = {}
+        self._dirs: dict[int, KernfsNode] = {}
+        self._poll_handles: dict[int, dict[int, pyfuse3.PollHandle]] = {}
+        self._next_fh = itertools.count(1)
+        #: Set at shutdown: blocked reads give up with ENODEV so pyfuse3.main() can return.
+        self.stopping = trio.Event()
+        tree.listeners.append(invalidator)
+        tree.listeners.append(self)
+
+    # -- inode bookkeeping --
+
+    def _node(self, ino: int) -> KernfsNode:
+        node = self._tree.inodes.get(ino)
+        if node is None:
+            entry = self._lookups.get(ino)
+            if entry is None:
+                raise pyfuse3.FUSEError(errno.ENOENT)
+            node = entry[0]
+        return node
+
+    def _remember(self, node: KernfsNode) -> None:
+        _, count = self._lookups.get(node.ino, (node, 0))
+        self._lookups[node.ino] = (node, count + 1)
+
+    def _attr(self, node: KernfsNode) -> pyfuse3.EntryAttributes:
+        attr = pyfuse3.EntryAttributes()
+        attr.st_ino = node.ino
+        attr.st_mode = node.st_mode
+        attr.st_nlink = node.nlink
+        attr.st_uid = node.uid
+        attr.st_gid = node.gid
+        attr.st_size = node.size
+        attr.st_blksize = 4096
+        attr.st_blocks = 0
+        attr.st_atime_ns = node.mtime_ns
+        attr.st_mtime_ns = node.mtime_ns
+        attr.st_ctime_ns = node.ctime_ns
+        attr.entry_timeout = CACHE_TIMEOUT
+        attr.attr_timeout = CACHE_TIMEOUT
+        return attr
+
+    # -- TreeListener: wake pollers --
+
+    def changed(self, node: KernfsNode) -> None:
+        for handle in self._poll_handles.pop(node.ino, {}).values():
+            handle.notify()
+
+    def drop_poll_handles(self) -> None:
+        """Forget every stored poll handle; call before the session is closed."""
+        self._poll_handles.clear()
+
+    # -- metadata --
+
+    @guarded
+    async def lookup(
+        self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        parent = self._node(parent_inode)
+        child = parent.lookup(os.fsdecode(name)) if parent.kind is NodeKind.DIR else None
+        if child is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        self._remember(child)
+        return self._attr(child)
+
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        for ino, nlookup in inode_list:
+            entry = self._lookups.get(ino)
+            if entry is None:
+                continue
+            node, count = entry
+            if count <= nlookup:
+                del self._lookups[ino]
+            else:
+                self._lookups[ino] = (node, count - nlookup)
+
+    @guarded
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._attr(self._node(inode))
+
+    @guarded
+    async def setattr(
+        self,
+        inode: int,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: int | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        # kernfs_iop_setattr(): size changes are ignored (so O_TRUNC opens work); the owner
+        # and mode may be changed by a privileged caller.
+        node = self._node(inode)
+        if fields.update_mode or fields.update_uid or fields.update_gid:
+            if ctx.uid != 0:
+                raise pyfuse3.FUSEError(errno.EPERM)
+            if fields.update_mode:
+                node.mode = attr.st_mode & 0o7777
+            if fields.update_uid:
+                node.uid = attr.st_uid
+            if fields.update_gid:
+                node.gid = attr.st_gid
+        if fields.update_mtime:
+            node.mtime_ns = attr.st_mtime_ns
+        return self._attr(node)
+
+    @guarded
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        node = self._node(inode)
+        if node.kind is not NodeKind.LINK:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        return os.fsencode(node.link_target())
+
+    @guarded
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        stat = pyfuse3.StatvfsData()
+        stat.f_bsize = 4096
+        stat.f_frsize = 4096
+        stat.f_namemax = 255
+        return stat
+
+    # -- directories --
+
+    @guarded
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        node = self._node(inode)
+        if node.kind is not NodeKind.DIR:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        fh = next(self._next_fh)
+        self._dirs[fh] = node
+        return fh
+
+    @guarded
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        # Children are kept in creation order, which is inode order, so the inode number is a
+        # stable offset: entries added or removed during a listing are never skipped or repeated.
+        for child in list(self._dirs[fh].children.values()):
+            if child.ino <= start_id or not child.active:
+                continue
+            if not pyfuse3.readdir_reply(
+                token, os.fsencode(child.name), self._attr(child), child.ino
+            ):
+                break
+            self._remember(child)
+
+    async def releasedir(self, fh: int) -> None:
+        self._dirs.pop(fh, None)
+
+    # -- files --
+
+    @guarded
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        node = self._node(inode)
+        caller = _caller(ctx)
+        with acting_for(caller):
+            of = await open_file(node, flags, caller)
+        fh = next(self._next_fh)
+        self._handles[fh] = of
+        return pyfuse3.FileInfo(
+            fh=fh, direct_io=True, keep_cache=False, nonseekable=not of.ops.seekable
+        )
+
+    @guarded
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        of = self._handles[fh]
+        with acting_for(of.caller):
+            if of.ops.may_block:
+                return await self._interruptible(of, lambda: of.read(off, size))
+            return await of.read(off, size)
+
+    @guarded
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        of = self._handles[fh]
+        before = self._invalidator.submitted
+        with acting_for(of.caller):
+            if of.ops.may_block:
+                written = await self._interruptible(of, lambda: of.write(off, buf))
+            else:
+                written = await of.write(off, buf)
+        if self._invalidator.submitted != before:
+            await self._invalidator.flush(self._invalidator.submitted, FLUSH_TIMEOUT)
+        return written
+
+    @guarded
+    async def poll(
+        self,
+        inode: int,
+        fh: int,
+        ph: pyfuse3.PollHandle | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> int:
+        of = self._handles[fh]
+        if ph is not None:
+            self._poll_handles.setdefault(of.node.ino, {})[fh] = ph
+        return of.poll()
+
+    async def release(self, fh: int) -> None:
+        of = self._handles.pop(fh, None)
+        if of is None:
+            return
+        handles = self._poll_handles.get(of.node.ino)
+        if handles is not None:
+            handles.pop(fh, None)
+        try:
+            with acting_for(of.caller):
+                of.release()
+        except Exception:
+            log.exception("release of %r failed", of.node)
+
+    async def _interruptible(self, of: OpenFile, operation: Callable[[], Awaitable[R]]) -> R:
+        """Run an operation that may wait, giving up with EINTR when the opener has a signal
+        pending and with ENODEV when the daemon is stopping."""
+        outcome: list[R] = []
+        reason: list[int] = []
+
+        async def watch(cancel_scope: trio.CancelScope) -> None:
+            while True:
+                with trio.move_on_after(INTERRUPT_POLL_INTERVAL):
+                    await self.stopping.wait()
+                    reason.append(errno.ENODEV)
+                    cancel_scope.cancel()
+                    return
+                if signal_pending(of.caller.pid):
+                    reason.append(errno.EINTR)
+                    cancel_scope.cancel()
+                    return
+
+        failure: list[ErrnoError] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch, nursery.cancel_scope)
+            try:
+                outcome.append(await operation())
+            except ErrnoError as e:
+                failure.append(e)  # raised below, outside the nursery's exception group
+            nursery.cancel_scope.cancel()
+        if failure:
+            raise failure[0]
+        if not outcome:
+            raise pyfuse3.FUSEError(reason[0])
+        return outcome[0]

@@ -1,0 +1,45 @@
+"""Device classes (drivers/base/class.c): ``/sys/class/<class>/<dev>`` links."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..kernfs import KernfsNode
+
+if TYPE_CHECKING:
+    from .core import Device
+    from .kernel import Kernel
+
+
+class Class:
+    """``struct class``."""
+
+    def __init__(self, kernel: Kernel, name: str) -> None:
+        self.kernel = kernel
+        self.name = name
+        self.devices: list[Device] = []
+        self.kn: KernfsNode | None = None
+
+    def register(self) -> None:
+        """class_register(): the ``/sys/class/<name>`` directory."""
+        self.kn = self.kernel.kernfs.create_dir(self.kernel.class_kn, self.name)
+        self.kernel.classes[self.name] = self
+
+    def add_device_links(self, dev: Device) -> None:
+        """device_add_class_symlinks(): ``subsystem``, ``device`` (to the parent) and the
+        class directory's link to the device."""
+        root = self.kernel.kernfs
+        assert self.kn is not None and dev.kn is not None
+        root.create_link(dev.kn, "subsystem", self.kn)
+        if dev.parent is not None and dev.parent.kn is not None:
+            root.create_link(dev.kn, "device", dev.parent.kn)
+        root.create_link(self.kn, dev.name, dev.kn)
+        self.devices.append(dev)
+
+    async def remove_device_links(self, dev: Device) -> None:
+        root = self.kernel.kernfs
+        assert self.kn is not None and dev.kn is not None
+        for kn in (self.kn.lookup(dev.name), dev.kn.lookup("device"), dev.kn.lookup("subsystem")):
+            if kn is not None:
+                await root.remove(kn)
+        self.devices.remove(dev)

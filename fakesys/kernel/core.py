@@ -1,0 +1,245 @@
+"""Devices: registration, removal and their sysfs directory (drivers/base/core.c).
+
+A :class:`Device` is reference counted (get_device/put_device); device_del() takes it out of
+sysfs and off its bus, unbinding its driver on the way, and the last put frees it. Where the
+directory goes follows get_device_parent(): below the parent's directory, below a class glue
+directory, or in ``devices/virtual/<class>/`` for a class device without a parent.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..kernfs import ErrnoError, KernfsNode
+from .kobject_uevent import KOBJ_ADD, KOBJ_REMOVE, kobject_synth_uevent, kobject_uevent
+from .kref import Kref
+from .power import dpm_sysfs_add
+from .printk import KERN_ERR
+from .sysfs import RO, RW, SysfsAttr, create_file, create_group
+
+if TYPE_CHECKING:
+    from .bus import BusType
+    from .class_ import Class
+    from .devres import Devres
+    from .driver import Driver
+    from .kernel import Kernel
+
+
+class Device:
+    """``struct device``: what the driver core knows of one device."""
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        name: str,
+        *,
+        bus: BusType | None = None,
+        cls: Class | None = None,
+        parent: Device | None = None,
+        devt: tuple[int, int] | None = None,
+        devtype: str | None = None,
+    ) -> None:
+        self.kernel = kernel
+        self.name = name
+        self.bus = bus
+        self.cls = cls
+        self.parent = parent
+        self.devt = devt
+        self.devtype = devtype
+        self.driver: Driver | None = None
+        self.driver_data: object = None
+        self.driver_override: str | None = None
+        self.runtime_forbidden = False
+        self.devres: list[Devres] = []
+        self.kn: KernfsNode | None = None
+        self.dead = False
+        # device_lock(): serializes probe, remove and the sysfs stores that change binding.
+        self.lock = trio.Lock()
+        self.kref = Kref(self._release)
+        self.released = False
+        #: Called once the last reference is gone (the bus's or class's release).
+        self.release: Callable[[Device], None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Device {self.name}>"
+
+    @property
+    def registered(self) -> bool:
+        """device_is_registered(): in sysfs."""
+        return self.kn is not None and self.kn.active
+
+    def _release(self) -> None:
+        self.released = True
+        if self.release is not None:
+            self.release(self)
+
+    def devpath(self) -> str:
+        """The DEVPATH of uevents: the directory below /sys."""
+        assert self.kn is not None
+        return self.kn.path().removeprefix("/sys")
+
+    def subsystem_name(self) -> str:
+        if self.cls is not None:
+            return self.cls.name
+        if self.bus is not None:
+            return self.bus.name
+        return ""
+
+    def driver_string(self) -> str:
+        """dev_driver_string(): the driver's name, else the bus's, else the class's."""
+        if self.driver is not None:
+            return self.driver.name
+        return self.subsystem_name()
+
+    # dev_printk() family: "<driver> <device>: message", with the SUBSYSTEM/DEVICE dictionary.
+    def printk(self, level: int, message: str) -> None:
+        subsystem = self.subsystem_name()
+        dictionary: tuple[tuple[str, str], ...] = ()
+        if subsystem:
+            if self.devt is not None:
+                device = f"c{self.devt[0]}:{self.devt[1]}"
+            else:
+                device = f"+{subsystem}:{self.name}"
+            dictionary = (("SUBSYSTEM", subsystem), ("DEVICE", device))
+        prefix = f"{self.driver_string()} {self.name}: " if subsystem else f"{self.name}: "
+        self.kernel.log.emit(level, prefix + message, dictionary=dictionary)
+
+    def uevent_env(self) -> list[tuple[str, str]]:
+        """The variables dev_uevent() and the bus/class add, in order (``uevent`` file)."""
+        env: list[tuple[str, str]] = []
+        if self.devt is not None:
+            env.append(("MAJOR", str(self.devt[0])))
+            env.append(("MINOR", str(self.devt[1])))
+            env.append(("DEVNAME", self.name.replace("!", "/")))
+        if self.devtype is not None:
+            env.append(("DEVTYPE", self.devtype))
+        if self.driver is not None:
+            env.append(("DRIVER", self.driver.name))
+        if self.bus is not None:
+            env.extend(self.bus.uevent(self))
+        return env
+
+
+def get_device(dev: Device) -> Device:
+    dev.kref.get()
+    return dev
+
+
+def put_device(dev: Device) -> None:
+    dev.kref.put()
+
+
+# -- the attributes every device has --
+
+
+def _uevent_show(dev: Device) -> str:
+    return "".join(f"{key}={value}\n" for key, value in dev.uevent_env())
+
+
+async def _uevent_store(dev: Device, buf: bytes) -> int:
+    try:
+        kobject_synth_uevent(dev.kernel, dev.devpath(), dev.subsystem_name(), dev.uevent_env(), buf)
+    except ErrnoError as e:
+        dev.printk(KERN_ERR, f"uevent: failed to send synthetic uevent: {-e.errno}")
+        raise
+    return len(buf)
+
+
+def _dev_show(dev: Device) -> str:
+    assert dev.devt is not None
+    return f"{dev.devt[0]}:{dev.devt[1]}\n"
+
+
+DEV_ATTR_UEVENT = SysfsAttr[Device]("uevent", RW, _uevent_show, _uevent_store)
+DEV_ATTR_DEV = SysfsAttr[Device]("dev", RO, _dev_show)
+
+
+def _parent_dir(dev: Device) -> KernfsNode:
+    """get_device_parent(): where the device's directory goes."""
+    kernel = dev.kernel
+    if dev.cls is not None:
+        if dev.parent is None:
+            return kernel.kernfs.mkdir_p(f"sys/devices/virtual/{dev.cls.name}")
+        assert dev.parent.kn is not None
+        if dev.parent.cls is dev.cls:
+            return dev.parent.kn
+        glue = dev.parent.kn.lookup(dev.cls.name)
+        return glue or kernel.kernfs.create_dir(dev.parent.kn, dev.cls.name)
+    if dev.parent is not None:
+        assert dev.parent.kn is not None
+        return dev.parent.kn
+    return kernel.devices_kn
+
+
+async def device_add(dev: Device) -> None:
+    """Put the device in sysfs, on its bus and in its class, then probe it (device_add())."""
+    kernel = dev.kernel
+    root = kernel.kernfs
+    if dev.parent is not None:
+        get_device(dev.parent)
+    parent_kn = _parent_dir(dev)
+    if parent_kn.lookup(dev.name) is not None:
+        kernel.log.emit(
+            KERN_ERR, f"sysfs: cannot create duplicate filename '{parent_kn.path()}/{dev.name}'"
+        )
+        if dev.parent is not None:
+            put_device(dev.parent)
+        raise ErrnoError(errno.EEXIST)
+    dev.kn = root.create_dir(parent_kn, dev.name)
+    create_file(root, dev.kn, dev, DEV_ATTR_UEVENT)
+    if dev.cls is not None:
+        dev.cls.add_device_links(dev)
+    if dev.bus is not None:
+        create_group(root, dev.kn, dev, dev.bus.dev_attrs)
+        dev.bus.add_device(dev)
+    dpm_sysfs_add(dev)
+    if dev.devt is not None:
+        create_file(root, dev.kn, dev, DEV_ATTR_DEV)
+        kernel.add_sys_dev_entry(dev)
+    kobject_uevent(kernel, KOBJ_ADD, dev.devpath(), dev.subsystem_name(), dev.uevent_env())
+    if dev.bus is not None:
+        await dev.bus.probe_device(dev)
+
+
+async def device_register(dev: Device) -> None:
+    await device_add(dev)
+
+
+async def device_del(dev: Device) -> None:
+    """Take the device out of the system (device_del()): it is marked dead so no driver can
+    bind any more, its driver is unbound, and its directory goes away once callbacks in
+    flight on its attributes have returned."""
+    kernel = dev.kernel
+    async with dev.lock:
+        dev.dead = True
+    if dev.devt is not None:
+        await kernel.remove_sys_dev_entry(dev)
+    if dev.cls is not None:
+        await dev.cls.remove_device_links(dev)
+    env = dev.uevent_env()
+    devpath = dev.devpath()
+    if dev.bus is not None:
+        await dev.bus.remove_device(dev)
+    kobject_uevent(kernel, KOBJ_REMOVE, devpath, dev.subsystem_name(), env)
+    assert dev.kn is not None
+    glue = dev.kn.parent
+    await kernel.kernfs.remove(dev.kn)
+    if (
+        glue is not None
+        and dev.cls is not None
+        and dev.parent is not None
+        and glue is not dev.parent.kn
+        and not glue.children
+    ):
+        await kernel.kernfs.remove(glue)
+    if dev.parent is not None:
+        put_device(dev.parent)
+
+
+async def device_unregister(dev: Device) -> None:
+    await device_del(dev)
+    put_device(dev)

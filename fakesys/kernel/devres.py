@@ -1,0 +1,60 @@
+"""Managed device resources (drivers/base/devres.c).
+
+Resources a driver registers while bound are released in reverse order of registration by
+devres_release_all(), which the driver core runs after the driver's remove() (and after a
+failed probe). devm_kzalloc() memory is freed there, whether or not something else, such as
+an open file, still points at it: that is the bug of seed 001.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .slab import Object
+from .stacktrace import frame, stack
+
+if TYPE_CHECKING:
+    from .core import Device
+
+Action = Callable[[], Awaitable[None] | None]
+
+
+@dataclass
+class Devres:
+    """One managed resource; ``name`` is its release function's name, for reports."""
+
+    name: str
+    release: Action
+
+
+def devres_add(dev: Device, res: Devres) -> None:
+    dev.devres.append(res)
+
+
+async def devres_release_all(dev: Device) -> None:
+    with frame("devres_release_all"):
+        while dev.devres:
+            res = dev.devres.pop()
+            with frame(res.name):
+                result = res.release()
+                if result is not None:
+                    await result
+
+
+def devm_kzalloc(dev: Device, size: int, what: str) -> Object:
+    """Allocate memory that is freed when the driver unbinds."""
+    slab = dev.kernel.slab
+    obj = slab.kmalloc(size, what, stack("devm_kmalloc"))
+
+    def release() -> None:
+        slab.kfree(obj, stack("kfree"))
+
+    devres_add(dev, Devres("devm_kmalloc_release", release))
+    return obj
+
+
+def devm_add_action(dev: Device, action: Action, name: str) -> None:
+    """devm_add_action(): run ``action`` at unbind, in devres order."""
+    devres_add(dev, Devres(name, action))

@@ -1,0 +1,48 @@
+"""Drivers (drivers/base/driver.c): registration on a bus and the callbacks the core calls.
+
+A :class:`Driver` subclass implements ``probe`` and ``remove``; the simulated drivers whose
+behaviour a scenario chooses live in :mod:`.simdrv`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..kernfs import KernfsNode
+from .bus import bus_add_driver, bus_remove_driver
+
+if TYPE_CHECKING:
+    from .bus import BusType
+    from .core import Device
+    from .module import Module
+
+
+class Driver:
+    """``struct device_driver``."""
+
+    suppress_bind_attrs = False
+
+    def __init__(self, bus: BusType, name: str, owner: Module | None = None) -> None:
+        self.bus = bus
+        self.kernel = bus.kernel
+        self.name = name
+        self.owner = owner
+        self.devices: list[Device] = []
+        self.kn: KernfsNode | None = None
+
+    def __repr__(self) -> str:
+        return f"<Driver {self.bus.name}:{self.name}>"
+
+    async def probe(self, dev: Device) -> None:
+        """Bind to ``dev``; raise :class:`~fakesys.kernfs.ErrnoError` to refuse."""
+
+    async def remove(self, dev: Device) -> None:
+        """Unbind from ``dev``; cannot fail."""
+
+
+async def driver_register(drv: Driver) -> None:
+    await bus_add_driver(drv)
+
+
+async def driver_unregister(drv: Driver) -> None:
+    await bus_remove_driver(drv)

@@ -1,0 +1,118 @@
+"""KASAN reports (mm/kasan/report.c) for the use-after-free the simulation detects.
+
+A report is printed line by line at KERN_ERR, framed by the ``=====`` rulers, and ends by
+adding taint B (end_report()). As in the kernel, only the first report of a boot is printed
+unless ``multi_shot`` is set (the ``kasan_multi_shot`` boot parameter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .kallsyms import symbol
+from .panic import TAINT_BAD_PAGE, Taint
+from .printk import KERN_ERR, KERN_WARNING, PrintkBuffer
+from .sched import current
+
+if TYPE_CHECKING:
+    from .slab import Object, Track
+
+RULER = "=" * 66
+
+_REPORT_FRAMES = ("dump_stack_lvl", "print_report", "kasan_report")
+_ALLOC_FRAMES = ("kasan_save_stack", "kasan_save_track", "__kasan_kmalloc")
+_FREE_FRAMES = ("kasan_save_stack", "kasan_save_track", "kasan_save_free_info", "__kasan_slab_free")
+
+
+class Kasan:
+    def __init__(self, log: PrintkBuffer, taint: Taint, cpu_line: Callable[[], list[str]]) -> None:
+        self.log = log
+        self.taint = taint
+        self.multi_shot = False
+        self.reported = False
+        self._cpu_line = cpu_line
+        self._lock_debugging_on = True
+
+    def _enabled(self) -> bool:
+        # report_enabled(): one report per boot unless multi-shot.
+        if self.multi_shot:
+            return True
+        if self.reported:
+            return False
+        self.reported = True
+        return True
+
+    def _print(self, line: str) -> None:
+        self.log.emit(KERN_ERR, line)
+
+    def _print_stack(self, frames: tuple[str, ...]) -> None:
+        for frame in frames:
+            self._print(f" {frame}")
+
+    def _print_track(self, title: str, track: Track, prefix: tuple[str, ...]) -> None:
+        self._print(f"{title} by task {track.task.pid}:")
+        self._print_stack(tuple(symbol(f) for f in prefix) + track.stack)
+        self._print("")
+
+    def report_use_after_free(
+        self, obj: Object, offset: int, size: int, *, write: bool, stack: tuple[str, ...]
+    ) -> None:
+        if not self._enabled():
+            return
+        task = current()
+        addr = obj.addr + offset
+        self._print(RULER)
+        self._print(f"BUG: KASAN: slab-use-after-free in {stack[0]}")
+        access = "Write" if write else "Read"
+        self._print(f"{access} of size {size} at addr {addr:016x} by task {task.comm}/{task.pid}")
+        self._print("")
+        for line in self._cpu_line():
+            self._print(line)
+        self._print("Call Trace:")
+        self._print(" <TASK>")
+        self._print_stack(tuple(symbol(f) for f in _REPORT_FRAMES) + stack)
+        self._print(" </TASK>")
+        self._print("")
+        self._print_track("Allocated", obj.alloc_track, _ALLOC_FRAMES)
+        assert obj.free_track is not None
+        self._print_track("Freed", obj.free_track, _FREE_FRAMES)
+        cache_size = obj.cache_size
+        self._print(f"The buggy address belongs to the object at {obj.addr:016x}")
+        self._print(f" which belongs to the cache {obj.cache} of size {cache_size}")
+        self._print(f"The buggy address is located {offset} bytes inside of")
+        self._print(
+            f" freed {cache_size}-byte region [{obj.addr:016x}, {obj.addr + cache_size:016x})"
+        )
+        self._print("")
+        self._print(RULER)
+        self._end_report()
+
+    def report_double_free(self, obj: Object, stack: tuple[str, ...]) -> None:
+        if not self._enabled():
+            return
+        task = current()
+        self._print(RULER)
+        self._print(f"BUG: KASAN: double-free in {stack[0]}")
+        self._print(f"Free of addr {obj.addr:016x} by task {task.comm}/{task.pid}")
+        self._print("")
+        for line in self._cpu_line():
+            self._print(line)
+        self._print("Call Trace:")
+        self._print(" <TASK>")
+        self._print_stack(tuple(symbol(f) for f in _REPORT_FRAMES) + stack)
+        self._print(" </TASK>")
+        self._print("")
+        self._print_track("Allocated", obj.alloc_track, _ALLOC_FRAMES)
+        assert obj.free_track is not None
+        self._print_track("Freed", obj.free_track, _FREE_FRAMES)
+        self._print(RULER)
+        self._end_report()
+
+    def _end_report(self) -> None:
+        # end_report(): add_taint(TAINT_BAD_PAGE, LOCKDEP_NOW_UNRELIABLE); the first taint that
+        # turns lock debugging off says so (debug_locks_off() in kernel/panic.c add_taint()).
+        self.taint.add(TAINT_BAD_PAGE)
+        if self._lock_debugging_on:
+            self._lock_debugging_on = False
+            self.log.emit(KERN_WARNING, "Disabling lock debugging due to kernel taint")

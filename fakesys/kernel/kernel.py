@@ -1,0 +1,109 @@
+"""The simulated kernel: its clock, log, taint, heap, and the driver core's top directories.
+
+:meth:`Kernel.boot` does what driver_init() and the early initcalls do: the sysfs skeleton,
+the platform bus with its root device, the PCI bus with its host bridge, and the files outside
+sysfs that fakesys serves (``/dev/kmsg``, ``/proc/sys/kernel/tainted``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import trio
+
+from ..kernfs import Attribute, KernfsNode, KernfsRoot
+from .bus import BusType
+from .class_ import Class
+from .core import Device, device_add
+from .kasan import Kasan
+from .module import Module
+from .panic import Taint
+from .pci import PciBus, PciSlot
+from .platform import PlatformBus
+from .printk import KERN_INFO, KERN_WARNING, DevKmsg, PrintkBuffer
+from .sched import current
+from .slab import Slab
+
+UTS_RELEASE = "6.18.0-fakesys"
+UTS_VERSION = "#1 SMP PREEMPT_DYNAMIC"
+HARDWARE_NAME = "fakesys virtual machine, BIOS 0.1.0"
+
+
+class Kernel:
+    def __init__(self) -> None:
+        self._boot_ns = time.monotonic_ns()
+        #: Added to the real clock; advancing it moves the engine's time forward.
+        self.clock_offset_ns = 0
+        self.log = PrintkBuffer(self.clock_ns)
+        self.kernfs = KernfsRoot(warn=self._kernfs_warning)
+        self.taint = Taint()
+        self.kasan = Kasan(self.log, self.taint, self.dump_stack_header)
+        self.slab = Slab(self.kasan)
+        self.uevent_seqnum = 0
+        self.uevent_listeners: list[Callable[[list[tuple[str, str]]], None]] = []
+        self.buses: dict[str, BusType] = {}
+        self.classes: dict[str, Class] = {}
+        self.modules: dict[str, Module] = {}
+        self.pci_slots: list[PciSlot] = []
+        self.pci_rescan_lock = trio.Lock()
+        mk = self.kernfs.mkdir_p
+        self.devices_kn = mk("sys/devices")
+        self.bus_kn = mk("sys/bus")
+        self.class_kn = mk("sys/class")
+        self.module_kn = mk("sys/module")
+        self.dev_char_kn = mk("sys/dev/char")
+        self.dev_block_kn = mk("sys/dev/block")
+        self.sys_kernel_kn = mk("sys/kernel")
+        self.dev_kn = mk("dev")
+        self.proc_sys_kernel_kn = mk("proc/sys/kernel")
+        for path in ("sys/devices/system", "sys/devices/virtual", "sys/firmware", "sys/fs"):
+            mk(path)
+        self.platform_bus_device = Device(self, "platform")
+        self.pci_host_bridge = Device(self, "pci0000:00")
+
+    def _kernfs_warning(self, message: str) -> None:
+        self.log.emit(KERN_WARNING, message)
+
+    def clock_ns(self) -> int:
+        """Nanoseconds since boot on the engine's clock (local_clock())."""
+        return time.monotonic_ns() - self._boot_ns + self.clock_offset_ns
+
+    def dump_stack_header(self) -> list[str]:
+        """The lines dump_stack() prints before the trace (lib/dump_stack.c)."""
+        task = current()
+        lines = [
+            f"CPU: 0 UID: {task.uid} PID: {task.pid} Comm: {task.comm[:20]} "
+            f"{self.taint.print_tainted()} {UTS_RELEASE} {UTS_VERSION.split(' ', maxsplit=1)[0]} "
+        ]
+        if self.taint.mask:
+            lines.append(f"Tainted: {self.taint.print_tainted_verbose()}")
+        lines.append(f"Hardware name: {HARDWARE_NAME}")
+        return lines
+
+    async def boot(self) -> None:
+        root = self.kernfs
+        kmsg = root.create_file(self.dev_kn, "kmsg", 0o644, DevKmsg(self.log))
+        self.log.on_record.append(kmsg.notify)
+        root.create_file(self.proc_sys_kernel_kn, "tainted", 0o644, self.taint.proc_attribute())
+        osrelease = Attribute(lambda: f"{UTS_RELEASE}\n", sysfs=False)
+        root.create_file(self.proc_sys_kernel_kn, "osrelease", 0o444, osrelease)
+        PlatformBus(self).register()
+        PciBus(self).register()
+        await device_add(self.platform_bus_device)
+        await device_add(self.pci_host_bridge)
+        self.log.emit(KERN_INFO, f"Linux version {UTS_RELEASE} (fakesys) {UTS_VERSION}")
+
+    def add_sys_dev_entry(self, dev: Device) -> None:
+        """``/sys/dev/char/<major>:<minor>`` (device_create_sys_dev_entry())."""
+        assert dev.devt is not None and dev.kn is not None
+        self.kernfs.create_link(self.dev_char_kn, f"{dev.devt[0]}:{dev.devt[1]}", dev.kn)
+
+    async def remove_sys_dev_entry(self, dev: Device) -> None:
+        assert dev.devt is not None
+        kn = self.dev_char_kn.lookup(f"{dev.devt[0]}:{dev.devt[1]}")
+        if kn is not None:
+            await self.kernfs.remove(kn)
+
+    def lookup(self, path: str) -> KernfsNode | None:
+        return self.kernfs.root.walk(path)

@@ -1,0 +1,92 @@
+"""Attributes of driver-model objects, as DEVICE_ATTR / DRIVER_ATTR / BUS_ATTR declare them.
+
+An attribute binds a show and a store to the object they act on; :func:`create_file` puts it in
+a directory, wrapping the callbacks in the system-call frames that lead to them, so a report
+raised inside a store shows ``vfs_write`` → ``kernfs_fop_write_iter`` → ``<name>_store``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from ..kernfs import PAGE_SIZE, Attribute, BinAttribute, KernfsNode, KernfsRoot
+from .stacktrace import SYSCALL_READ, SYSCALL_WRITE, frame
+
+T = TypeVar("T")
+
+# Mode helpers (include/linux/sysfs.h)
+RO = 0o444
+WO = 0o200
+RW = 0o644
+
+
+@dataclass(frozen=True)
+class SysfsAttr(Generic[T]):
+    """A text attribute of objects of type ``T``."""
+
+    name: str
+    mode: int
+    show: Callable[[T], str] | None = None
+    store: Callable[[T, bytes], Awaitable[int]] | None = None
+
+
+@dataclass(frozen=True)
+class SysfsBinAttr(Generic[T]):
+    """A binary attribute of objects of type ``T``; ``size`` is what stat reports."""
+
+    name: str
+    mode: int
+    read: Callable[[T, int, int], Awaitable[bytes]] | None = None
+    write: Callable[[T, int, bytes], Awaitable[int]] | None = None
+    size: Callable[[T], int] | int = 0
+
+
+def create_file(root: KernfsRoot, parent: KernfsNode, obj: T, attr: SysfsAttr[T]) -> KernfsNode:
+    show_fn, store_fn = attr.show, attr.store
+    show: Callable[[], str] | None = None
+    store: Callable[[bytes], Awaitable[int]] | None = None
+    if show_fn is not None:
+
+        def show() -> str:
+            with frame(*SYSCALL_READ, "seq_read_iter", "kernfs_seq_show", f"{attr.name}_show"):
+                return show_fn(obj)
+
+        show.__name__ = f"{attr.name}_show"
+    if store_fn is not None:
+
+        async def store(buf: bytes) -> int:
+            with frame(*SYSCALL_WRITE, "kernfs_fop_write_iter", f"{attr.name}_store"):
+                return await store_fn(obj, buf)
+
+    return root.create_file(parent, attr.name, attr.mode, Attribute(show, store), size=PAGE_SIZE)
+
+
+def create_bin_file(
+    root: KernfsRoot, parent: KernfsNode, obj: T, attr: SysfsBinAttr[T]
+) -> KernfsNode:
+    read_fn, write_fn = attr.read, attr.write
+    read: Callable[[int, int], Awaitable[bytes]] | None = None
+    write: Callable[[int, bytes], Awaitable[int]] | None = None
+    if read_fn is not None:
+
+        async def read(offset: int, count: int) -> bytes:
+            with frame(*SYSCALL_READ, "kernfs_file_read_iter", f"{attr.name}_read"):
+                return await read_fn(obj, offset, count)
+
+    if write_fn is not None:
+
+        async def write(offset: int, data: bytes) -> int:
+            with frame(*SYSCALL_WRITE, "kernfs_fop_write_iter", f"{attr.name}_write"):
+                return await write_fn(obj, offset, data)
+
+    size = attr.size(obj) if callable(attr.size) else attr.size
+    return root.create_file(parent, attr.name, attr.mode, BinAttribute(read, write, size), size)
+
+
+def create_group(
+    root: KernfsRoot, parent: KernfsNode, obj: T, attrs: Iterable[SysfsAttr[T]]
+) -> None:
+    for attr in attrs:
+        create_file(root, parent, obj, attr)

@@ -1,0 +1,321 @@
+"""Nodes of the tree: directories, files and symlinks, with kernfs's active references.
+
+A node is *active* from creation until :func:`remove` deactivates it. Every callback into a
+file's owner runs under an active reference (:meth:`KernfsNode.get_active`); removal first
+deactivates the whole subtree, so new lookups, opens and I/O fail, then waits until the
+references in flight are dropped, and only then unlinks the nodes. That is the order of
+``__kernfs_remove()`` in fs/kernfs/dir.c, and it is what lets the owner free the state behind a
+callback as soon as removal returns.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import enum
+import errno as _errno
+import itertools
+import stat
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+import trio
+
+from ._errors import ErrnoError
+
+if TYPE_CHECKING:
+    from ._file import FileOps
+
+
+T = TypeVar("T")
+
+
+class NodeKind(enum.Enum):
+    DIR = stat.S_IFDIR
+    FILE = stat.S_IFREG
+    LINK = stat.S_IFLNK
+
+
+# Inode numbers are never reused: a 64-bit counter cannot wrap in the life of a mount, and a
+# stale handle or cached dentry can then never be confused with a newer node.
+_inode_numbers = itertools.count(2)
+ROOT_INO = 1
+
+
+class KernfsNode:
+    """One entry of the tree.
+
+    ``mode`` holds the permission bits only; the file type comes from ``kind``. ``size`` is what
+    ``stat`` reports (sysfs: 4096 for text attributes, the bin attribute's size, 0 for
+    directories and symlinks).
+    """
+
+    def __init__(
+        self,
+        root: KernfsRoot,
+        kind: NodeKind,
+        name: str,
+        mode: int,
+        *,
+        ino: int | None = None,
+        ops: FileOps | None = None,
+        target: KernfsNode | None = None,
+        size: int = 0,
+    ) -> None:
+        self.root = root
+        self.kind = kind
+        self.name = name
+        self.mode = mode
+        self.ino = next(_inode_numbers) if ino is None else ino
+        self.ops = ops
+        self.target = target
+        self.size = size
+        self.parent: KernfsNode | None = None
+        self.children: dict[str, KernfsNode] = {}
+        self.uid = 0
+        self.gid = 0
+        self.ctime_ns = time.time_ns()
+        self.mtime_ns = self.ctime_ns
+        # kernfs_get_open_node() starts the event counter at 1 and an open file's copy at 0, so
+        # a poll before the first read reports POLLERR|POLLPRI (fs/kernfs/file.c).
+        self.event = 1
+        self._active = 0
+        self._deactivated = False
+        self._drained = trio.Event()
+
+    def __repr__(self) -> str:
+        return f"<KernfsNode {self.path()!r} ino={self.ino}>"
+
+    # -- active references (fs/kernfs/dir.c kernfs_get_active / kernfs_put_active) --
+
+    @property
+    def active(self) -> bool:
+        return not self._deactivated
+
+    def get_active(self) -> bool:
+        if self._deactivated:
+            return False
+        self._active += 1
+        return True
+
+    def put_active(self) -> None:
+        self._active -= 1
+        if self._deactivated and self._active == 0:
+            self._drained.set()
+
+    async def _drain(self) -> None:
+        if self._active:
+            await self._drained.wait()
+
+    # -- tree structure --
+
+    def path(self) -> str:
+        parts: list[str] = []
+        node: KernfsNode | None = self
+        while node is not None and node.parent is not None:
+            parts.append(node.name)
+            node = node.parent
+        return "/" + "/".join(reversed(parts))
+
+    def ancestors(self) -> list[KernfsNode]:
+        """The chain from the root down to this node, both included."""
+        chain: list[KernfsNode] = []
+        node: KernfsNode | None = self
+        while node is not None:
+            chain.append(node)
+            node = node.parent
+        chain.reverse()
+        return chain
+
+    def lookup(self, name: str) -> KernfsNode | None:
+        """The active child called ``name``; a node being removed is invisible, as in
+        kernfs_iop_lookup()."""
+        child = self.children.get(name)
+        if child is None or child._deactivated:
+            return None
+        return child
+
+    def walk(self, path: str) -> KernfsNode | None:
+        """Resolve a slash-separated path below this node, without following symlinks."""
+        node: KernfsNode | None = self
+        for part in path.strip("/").split("/"):
+            if not part or node is None:
+                continue
+            node = node.lookup(part)
+        return node
+
+    def subtree(self) -> Iterator[KernfsNode]:
+        """This node and everything below it, children before parents."""
+        for child in list(self.children.values()):
+            yield from child.subtree()
+        yield self
+
+    def link_target(self) -> str:
+        """The relative target of a symlink, as kernfs_get_target_path() builds it: one ``..``
+        per level from the link's directory up to the common ancestor, then down."""
+        assert self.kind is NodeKind.LINK
+        assert self.target is not None
+        assert self.parent is not None
+        here = self.parent.ancestors()
+        there = self.target.ancestors()
+        common = 0
+        while common < min(len(here), len(there)) and here[common] is there[common]:
+            common += 1
+        ups = [".."] * (len(here) - common)
+        downs = [node.name for node in there[common:]]
+        return "/".join(ups + downs)
+
+    @property
+    def nlink(self) -> int:
+        if self.kind is NodeKind.DIR:
+            return 2 + sum(1 for c in self.children.values() if c.kind is NodeKind.DIR)
+        return 1
+
+    @property
+    def st_mode(self) -> int:
+        return self.kind.value | self.mode
+
+    def notify(self) -> None:
+        """kernfs_notify(): bump the event counter and tell pollers."""
+        self.event += 1
+        for listener in self.root.listeners:
+            listener.changed(self)
+
+
+class TreeListener:
+    """Told about changes so that a cache of the tree (the FUSE kernel's) can be invalidated.
+
+    The default methods do nothing; a listener overrides what it needs.
+    """
+
+    def added(self, node: KernfsNode) -> None:
+        """``node`` was linked into its parent."""
+
+    def removed(self, parent: KernfsNode, node: KernfsNode) -> None:
+        """``node`` was unlinked from ``parent`` (it keeps its name), with its subtree."""
+
+    def changed(self, node: KernfsNode) -> None:
+        """``node`` was notified (sysfs_notify) or its attributes changed."""
+
+
+class KernfsRoot:
+    """A tree: the root directory, the listeners and the table of live inodes."""
+
+    def __init__(self, warn: Callable[[str], None] | None = None) -> None:
+        #: Where kernfs's own warnings go (the kernel log, once the engine is attached).
+        self.warn: Callable[[str], None] = warn or (lambda message: None)
+        self.listeners: list[TreeListener] = []
+        self.inodes: dict[int, KernfsNode] = {}
+        self.root = KernfsNode(self, NodeKind.DIR, "", 0o755, ino=ROOT_INO)
+        self.inodes[ROOT_INO] = self.root
+
+    def _link(self, parent: KernfsNode, node: KernfsNode) -> KernfsNode:
+        if parent.kind is not NodeKind.DIR or not parent.active:
+            raise ErrnoError(_errno.ENOENT)
+        if node.name in parent.children:
+            # sysfs_warn_dup() in fs/sysfs/dir.c; the caller logs the warning.
+            raise ErrnoError(_errno.EEXIST)
+        node.parent = parent
+        parent.children[node.name] = node
+        self.inodes[node.ino] = node
+        for listener in self.listeners:
+            listener.added(node)
+        return node
+
+    def create_dir(self, parent: KernfsNode, name: str, mode: int = 0o755) -> KernfsNode:
+        return self._link(parent, KernfsNode(self, NodeKind.DIR, name, mode))
+
+    def create_file(
+        self, parent: KernfsNode, name: str, mode: int, ops: FileOps, size: int = 0
+    ) -> KernfsNode:
+        return self._link(parent, KernfsNode(self, NodeKind.FILE, name, mode, ops=ops, size=size))
+
+    def create_link(self, parent: KernfsNode, name: str, target: KernfsNode) -> KernfsNode:
+        return self._link(parent, KernfsNode(self, NodeKind.LINK, name, 0o777, target=target))
+
+    def mkdir_p(self, path: str) -> KernfsNode:
+        node = self.root
+        for part in path.strip("/").split("/"):
+            child = node.lookup(part)
+            node = child if child is not None else self.create_dir(node, part)
+        return node
+
+    async def remove(self, node: KernfsNode) -> None:
+        """Deactivate ``node`` and its subtree, wait for callbacks in flight, then unlink.
+
+        Removing a node that is already being removed waits for nothing more and returns.
+        """
+        nodes = [n for n in node.subtree() if not n._deactivated]
+        for n in nodes:
+            n._deactivated = True
+            if n._active == 0:
+                n._drained.set()
+        for n in nodes:
+            await n._drain()
+        for n in nodes:
+            parent = n.parent
+            if parent is not None and parent.children.get(n.name) is n:
+                del parent.children[n.name]
+            self.inodes.pop(n.ino, None)
+        # Only the top of the subtree is announced: dropping a directory from a cache drops
+        # what is below it.
+        top_parent = node.parent
+        if nodes and nodes[-1] is node and top_parent is not None:
+            for listener in self.listeners:
+                listener.removed(top_parent, node)
+
+    async def remove_self(self, node: KernfsNode) -> bool:
+        """Remove the node whose store callback is running (kernfs_remove_self()).
+
+        The caller's own active reference is given up first, or removal would wait for it
+        forever; the write path then does not drop it again. Returns whether this call did the
+        removal, so that of two concurrent writers only one goes on to act on it.
+        """
+        ref = current_active_ref.get()
+        if ref is None or ref.node is not node or ref.broken:
+            raise RuntimeError("remove_self() outside a callback of that node")
+        ref.broken = True
+        node.put_active()
+        if node._deactivated:
+            return False
+        await self.remove(node)
+        return True
+
+
+@dataclass
+class ActiveRef:
+    """The active reference held by the callback running in this task."""
+
+    node: KernfsNode
+    broken: bool = False
+
+
+current_active_ref: contextvars.ContextVar[ActiveRef | None] = contextvars.ContextVar(
+    "current_active_ref", default=None
+)
+
+
+def run_active(node: KernfsNode, fn: Callable[[], T]) -> T:
+    """Run a synchronous callback under an active reference on ``node``: ENODEV once the node
+    is deactivated."""
+    if not node.get_active():
+        raise ErrnoError(_errno.ENODEV)
+    try:
+        return fn()
+    finally:
+        node.put_active()
+
+
+async def run_active_async(node: KernfsNode, fn: Callable[[], Awaitable[T]]) -> T:
+    """Like :func:`run_active` for a callback that may wait (a store that unbinds a driver)."""
+    if not node.get_active():
+        raise ErrnoError(_errno.ENODEV)
+    ref = ActiveRef(node)
+    token = current_active_ref.set(ref)
+    try:
+        return await fn()
+    finally:
+        current_active_ref.reset(token)
+        if not ref.broken:
+            node.put_active()

@@ -1,0 +1,304 @@
+"""Scenarios: a machine described as data (TOML), and the boot that builds it.
+
+A scenario lists ``[[module]]``, ``[[driver]]`` and ``[[device]]`` entries. It is checked whole
+before anything is built: an error names the file, the entry and the field and says what was
+expected, and no mount happens. Drivers register before devices are added, so devices are
+probed as they appear, as at boot; a device with ``bind = false`` is added with the bus's
+``drivers_autoprobe`` off and so stays unbound until someone writes its name to ``bind``.
+
+Example::
+
+    [[module]]
+    name = "foo"
+
+    [[driver]]
+    name = "foo"
+    bus = "platform"
+    module = "foo"
+
+    [[device]]
+    bus = "platform"
+    name = "foo"
+    id = 0
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+from .kernel import Kernel, Module
+from .kernel.core import device_add
+from .kernel.driver import driver_register
+from .kernel.pci import PCI_ANY_ID, PciBar, PciDevice, PciDeviceId, PciSlot
+from .kernel.platform import PlatformDevice
+from .kernel.simdrv import SimPciDriver, SimPlatformDriver, errno_by_name
+
+BUSES = ("platform", "pci")
+T = TypeVar("T")
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be built; the message is one line for the user."""
+
+
+@dataclass
+class DriverSpec:
+    name: str
+    bus: str
+    module: str | None
+    id_table: list[str] = field(default_factory=list)
+    pci_ids: list[PciDeviceId] = field(default_factory=list)
+    probe_errno: int | None = None
+
+
+@dataclass
+class DeviceSpec:
+    bus: str
+    name: str
+    id: int = -1
+    bind: bool = True
+    slot: PciSlot | None = None
+
+    @property
+    def dev_name(self) -> str:
+        return self.name if self.id == -1 else f"{self.name}.{self.id}"
+
+
+@dataclass
+class Scenario:
+    source: str
+    modules: list[str] = field(default_factory=list)
+    drivers: list[DriverSpec] = field(default_factory=list)
+    devices: list[DeviceSpec] = field(default_factory=list)
+
+    async def boot(self, kernel: Kernel) -> None:
+        """Build the machine in ``kernel``, which must be freshly booted."""
+        modules: dict[str, Module] = {}
+        for name in self.modules:
+            modules[name] = Module(kernel, name)
+            modules[name].load()
+        for spec in self.drivers:
+            owner = modules[spec.module] if spec.module else None
+            if spec.bus == "platform":
+                drv: SimPlatformDriver | SimPciDriver = SimPlatformDriver(
+                    kernel, spec.name, owner, spec.id_table, spec.probe_errno
+                )
+            else:
+                drv = SimPciDriver(kernel, spec.name, owner, spec.pci_ids, spec.probe_errno)
+            await driver_register(drv)
+        for dev_spec in self.devices:
+            bus = kernel.buses[dev_spec.bus]
+            autoprobe = bus.drivers_autoprobe
+            bus.drivers_autoprobe = dev_spec.bind
+            try:
+                if dev_spec.slot is not None:
+                    kernel.pci_slots.append(dev_spec.slot)
+                    await device_add(PciDevice(kernel, dev_spec.slot))
+                else:
+                    await device_add(PlatformDevice(kernel, dev_spec.name, dev_spec.id))
+            finally:
+                bus.drivers_autoprobe = autoprobe
+
+
+# -- parsing and checking --
+
+
+class _Entry:
+    """One table of the file, with the reader that knows where it came from."""
+
+    def __init__(self, source: str, where: str, table: object) -> None:
+        self.source = source
+        self.where = where
+        if not isinstance(table, dict):
+            self.fail(None, "a table")
+        self.table: dict[str, Any] = table
+        self.seen: set[str] = set()
+
+    def fail(self, key: str | None, expected: str) -> NoReturn:
+        at = f"{self.where}.{key}" if key else self.where
+        raise ScenarioError(f"{self.source}: {at}: expected {expected}")
+
+    def get(self, key: str, kind: type[T], expected: str, default: T | None = None) -> T:
+        self.seen.add(key)
+        if key not in self.table:
+            if default is None:
+                raise ScenarioError(f"{self.source}: {self.where}: missing field '{key}'")
+            return default
+        value = self.table[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            self.fail(key, expected)
+        return value
+
+    def optional(self, key: str, kind: type[T], expected: str) -> T | None:
+        if key not in self.table:
+            self.seen.add(key)
+            return None
+        return self.get(key, kind, expected)
+
+    def done(self) -> None:
+        unknown = sorted(set(self.table) - self.seen)
+        if unknown:
+            raise ScenarioError(f"{self.source}: {self.where}: unknown field '{unknown[0]}'")
+
+
+def _entries(source: str, data: dict[str, Any], key: str) -> list[_Entry]:
+    items = data.get(key, [])
+    if not isinstance(items, list):
+        raise ScenarioError(f"{source}: {key}: expected an array of tables ([[{key}]])")
+    return [_Entry(source, f"{key}[{i}]", item) for i, item in enumerate(items)]
+
+
+def _u(bits: int) -> Callable[[_Entry, str, int | None], int]:
+    def read(entry: _Entry, key: str, default: int | None) -> int:
+        value = entry.get(key, int, f"an integer from 0 to {(1 << bits) - 1:#x}", default)
+        if not 0 <= value < 1 << bits:
+            entry.fail(key, f"an integer from 0 to {(1 << bits) - 1:#x}")
+        return value
+
+    return read
+
+
+_u8, _u16, _u24, _u64 = _u(8), _u(16), _u(24), _u(64)
+
+
+def _parse_driver(entry: _Entry, modules: list[str]) -> DriverSpec:
+    name = entry.get("name", str, "a string")
+    bus = entry.get("bus", str, "a string")
+    if bus not in BUSES:
+        entry.fail("bus", " or ".join(repr(b) for b in BUSES))
+    module = entry.optional("module", str, "a string")
+    if module is not None and module not in modules:
+        entry.fail("module", f"the name of a [[module]] (no module '{module}')")
+    spec = DriverSpec(name, bus, module)
+    probe_errno = entry.optional("probe_errno", str, 'an errno name such as "ENOMEM"')
+    if probe_errno is not None:
+        try:
+            spec.probe_errno = errno_by_name(probe_errno)
+        except ValueError:
+            entry.fail("probe_errno", 'an errno name such as "ENOMEM"')
+    if bus == "platform":
+        id_table = entry.get("id_table", list, "an array of device names", [])
+        if not all(isinstance(x, str) for x in id_table):
+            entry.fail("id_table", "an array of device names")
+        spec.id_table = id_table
+    else:
+        for i, item in enumerate(entry.get("ids", list, "an array of tables", [])):
+            ids = _Entry(entry.source, f"{entry.where}.ids[{i}]", item)
+            spec.pci_ids.append(
+                PciDeviceId(
+                    vendor=_u16(ids, "vendor", PCI_ANY_ID) if "vendor" in item else PCI_ANY_ID,
+                    device=_u16(ids, "device", PCI_ANY_ID) if "device" in item else PCI_ANY_ID,
+                    class_code=_u24(ids, "class", 0),
+                    class_mask=_u24(ids, "class_mask", 0),
+                )
+            )
+            ids.seen.update({"vendor", "device"})
+            ids.done()
+        if not spec.pci_ids:
+            entry.fail("ids", "at least one PCI id ({vendor = 0x..., device = 0x...})")
+    entry.done()
+    return spec
+
+
+def _parse_device(entry: _Entry) -> DeviceSpec:
+    bus = entry.get("bus", str, "a string")
+    if bus not in BUSES:
+        entry.fail("bus", " or ".join(repr(b) for b in BUSES))
+    bind = entry.get("bind", bool, "true or false", True)
+    if bus == "platform":
+        name = entry.get("name", str, "a string")
+        dev_id = entry.get("id", int, "an integer (-1 for none)", -1)
+        entry.done()
+        return DeviceSpec(bus, name, dev_id, bind)
+    slot_name = entry.get("slot", str, 'a PCI slot name such as "0000:00:02.0"')
+    bars = []
+    for i, item in enumerate(entry.get("bars", list, "an array of tables", [])):
+        bar = _Entry(entry.source, f"{entry.where}.bars[{i}]", item)
+        bars.append(
+            PciBar(
+                _u64(bar, "start", None),
+                _u64(bar, "size", None),
+                bar.get("prefetch", bool, "true or false", False),
+                bar.get("io", bool, "true or false", False),
+            )
+        )
+        bar.done()
+    slot = PciSlot(
+        slot_name,
+        _u16(entry, "vendor", None),
+        _u16(entry, "device", None),
+        _u16(entry, "subsystem_vendor", 0),
+        _u16(entry, "subsystem_device", 0),
+        _u24(entry, "class", 0),
+        _u8(entry, "revision", 0),
+        _u8(entry, "irq", 0),
+        bars,
+    )
+    entry.done()
+    return DeviceSpec(bus, slot_name, bind=bind, slot=slot)
+
+
+def parse(text: str, source: str) -> Scenario:
+    """Check a scenario's text; raises :class:`ScenarioError` on the first problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(f"{source}: not valid TOML: {e}") from None
+    unknown = sorted(set(data) - {"module", "driver", "device"})
+    if unknown:
+        raise ScenarioError(
+            f"{source}: unknown table '{unknown[0]}' (expected [[module]], [[driver]], [[device]])"
+        )
+    scenario = Scenario(source)
+    for entry in _entries(source, data, "module"):
+        name = entry.get("name", str, "a string")
+        if name in scenario.modules:
+            entry.fail("name", f"a unique module name ('{name}' is used twice)")
+        entry.done()
+        scenario.modules.append(name)
+    seen_drivers: set[tuple[str, str]] = set()
+    for entry in _entries(source, data, "driver"):
+        drv = _parse_driver(entry, scenario.modules)
+        if (drv.bus, drv.name) in seen_drivers:
+            entry.fail("name", f"a unique driver name on its bus ('{drv.name}' is used twice)")
+        seen_drivers.add((drv.bus, drv.name))
+        scenario.drivers.append(drv)
+    seen_devices: set[tuple[str, str]] = set()
+    for entry in _entries(source, data, "device"):
+        dev = _parse_device(entry)
+        if (dev.bus, dev.dev_name) in seen_devices:
+            where = "slot" if dev.bus == "pci" else "name"
+            entry.fail(where, f"a unique device ('{dev.dev_name}' is used twice)")
+        seen_devices.add((dev.bus, dev.dev_name))
+        scenario.devices.append(dev)
+    return scenario
+
+
+def load(name_or_path: str | None) -> Scenario:
+    """A shipped scenario by name (``default`` when None), or a TOML file by path."""
+    if name_or_path is None:
+        name_or_path = "default"
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ScenarioError(f"{name_or_path}: cannot read: {e.strerror}") from None
+        return parse(text, str(path))
+    shipped = importlib.resources.files("fakesys.scenarios") / f"{name_or_path}.toml"
+    if not shipped.is_file():
+        raise ScenarioError(f"{name_or_path}: no such scenario file or shipped scenario")
+    return parse(shipped.read_text(encoding="utf-8"), f"{name_or_path}.toml")
+
+
+async def boot(scenario: Scenario) -> Kernel:
+    """A kernel booted with ``scenario``'s machine."""
+    kernel = Kernel()
+    await kernel.boot()
+    await scenario.boot(kernel)
+    return kernel

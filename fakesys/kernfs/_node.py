@@ -159,8 +159,10 @@ class KernfsNode:
         assert self.parent is not None
         here = self.parent.ancestors()
         there = self.target.ancestors()
+        # The base is searched among the target's strict ancestors, so a link to its own
+        # directory reads "../<dir>".
         common = 0
-        while common < min(len(here), len(there)) and here[common] is there[common]:
+        while common < min(len(here), len(there) - 1) and here[common] is there[common]:
             common += 1
         ups = [".."] * (len(here) - common)
         downs = [node.name for node in there[common:]]

@@ -1,0 +1,178 @@
+"""The driver core without a mount: order of steps, errnos, devres, KASAN reports."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from fakesys import scenario
+from fakesys.kernel import Device, Kernel
+from fakesys.kernel.bus import bind_store, unbind_store
+from fakesys.kernel.core import device_add
+from fakesys.kernel.dd import device_release_driver
+from fakesys.kernel.devres import Devres, devm_add_action, devm_kzalloc
+from fakesys.kernel.driver import driver_register
+from fakesys.kernel.panic import TAINT_BAD_PAGE
+from fakesys.kernel.pci import pci_rescan_bus, pci_stop_and_remove_bus_device
+from fakesys.kernel.platform import PlatformDevice, PlatformDriver
+from fakesys.kernel.slab import Object
+from fakesys.kernel.stacktrace import frame, stack
+from fakesys.kernfs import ErrnoError
+
+
+async def booted() -> Kernel:
+    return await scenario.boot(scenario.load(None))
+
+
+def platform_device(kernel: Kernel, name: str) -> Device:
+    dev = kernel.buses["platform"].find_device_by_name(name)
+    assert dev is not None
+    return dev
+
+
+async def test_bind_and_unbind_errnos() -> None:
+    kernel = await booted()
+    foo = kernel.buses["platform"].drivers["foo"]
+
+    async def errno_of(store: object, name: bytes) -> int:
+        assert callable(store)
+        with pytest.raises(ErrnoError) as excinfo:
+            await store(foo, name)
+        return excinfo.value.errno
+
+    assert await errno_of(bind_store, b"nosuch\n") == errno.ENODEV
+    assert await errno_of(bind_store, b"foo.0\n") == errno.EBUSY
+    assert await errno_of(unbind_store, b"foo.1") == errno.ENODEV
+    assert await bind_store(foo, b"foo.1") == 5
+    assert await unbind_store(foo, b"foo.1\n") == 6
+    # the PCI device does not match a platform driver
+    pci_drv = kernel.buses["pci"].drivers["fakegpu"]
+    with pytest.raises(ErrnoError) as excinfo:
+        await bind_store(pci_drv, b"foo.1")
+    assert excinfo.value.errno == errno.ENODEV
+
+
+class RecordingDriver(PlatformDriver):
+    """A driver that records the order of the steps around it."""
+
+    def __init__(self, kernel: Kernel, log: list[str]) -> None:
+        super().__init__(kernel, "rec")
+        self.log = log
+
+    async def probe(self, dev: Device) -> None:
+        assert dev.kn is not None
+        self.log.append(f"probe: driver link {'present' if dev.kn.lookup('driver') else 'absent'}")
+        devm_add_action(dev, lambda: self.log.append("devres 1"), "first")
+        devm_add_action(dev, lambda: self.log.append("devres 2"), "second")
+
+    async def remove(self, dev: Device) -> None:
+        assert dev.kn is not None
+        self.log.append(f"remove: driver link {'present' if dev.kn.lookup('driver') else 'absent'}")
+
+
+async def test_unbind_order_links_remove_devres_uevent() -> None:
+    kernel = Kernel()
+    await kernel.boot()
+    log: list[str] = []
+    kernel.uevent_listeners.append(lambda env: log.append(f"uevent {dict(env)['ACTION']}"))
+    await driver_register(RecordingDriver(kernel, log))
+    dev = PlatformDevice(kernel, "rec", 0)
+    await device_add(dev)
+    assert log[-3:] == ["uevent add", "probe: driver link present", "uevent bind"]
+    log.clear()
+    await device_release_driver(dev)
+    assert log == [
+        "remove: driver link absent",
+        "devres 2",
+        "devres 1",
+        "uevent unbind",
+    ]
+    assert dev.driver is None
+
+
+async def test_resources_present_before_probing_is_ebusy() -> None:
+    kernel = await booted()
+    dev = platform_device(kernel, "foo.1")
+    dev.devres.append(Devres("stale", lambda: None))
+    foo = kernel.buses["platform"].drivers["foo"]
+    with pytest.raises(ErrnoError) as excinfo:
+        await bind_store(foo, b"foo.1")
+    assert excinfo.value.errno == errno.EBUSY
+    # dev->driver is not set yet, so dev_driver_string() gives the bus name
+    assert "platform foo.1: Resources present before probing" in kernel.log.text()
+
+
+async def test_use_after_free_of_devm_memory_is_reported_and_taints() -> None:
+    kernel = await booted()
+    dev = platform_device(kernel, "foo.0")
+    priv = dev.driver_data
+    assert isinstance(priv, Object)
+    assert kernel.taint.mask == 0
+    await device_release_driver(dev)
+    assert priv.freed
+    with frame("foo_release", module="foo"):
+        ok = priv.access(16, 8, write=False, stack=stack())
+    assert not ok
+    assert kernel.taint.test(TAINT_BAD_PAGE)
+    lines = kernel.log.text().splitlines()
+    start = lines.index("=" * 66)
+    report = lines[start:]
+    assert report[1].startswith("BUG: KASAN: slab-use-after-free in foo_release+0x")
+    assert report[1].endswith(" [foo]")
+    assert report[2].startswith(f"Read of size 8 at addr {priv.addr + 16:016x} by task ")
+    assert any(line.startswith("CPU: 0 UID: 0 PID: ") and "Not tainted" in line for line in report)
+    assert "Allocated by task 1:" in report
+    freed = report.index("Freed by task 1:")
+    assert any("devres_release_all" in line for line in report[freed:])
+    assert f"The buggy address belongs to the object at {priv.addr:016x}" in report
+    assert " which belongs to the cache kmalloc-256 of size 256" in report
+    assert "The buggy address is located 16 bytes inside of" in report
+    assert lines[-1] == "Disabling lock debugging due to kernel taint"
+    # One report per boot unless multi-shot
+    before = len(kernel.log.records())
+    priv.access(0, 8, write=True, stack=stack("foo_write"))
+    assert len(kernel.log.records()) == before
+    kernel.kasan.multi_shot = True
+    priv.access(0, 8, write=True, stack=stack("foo_write"))
+    assert "Write of size 8" in kernel.log.text()
+
+
+async def test_devm_memory_is_freed_after_remove() -> None:
+    kernel = await booted()
+    dev = platform_device(kernel, "foo.1")
+    foo = kernel.buses["platform"].drivers["foo"]
+    await bind_store(foo, b"foo.1")
+    obj = dev.driver_data
+    assert isinstance(obj, Object)
+    assert not obj.freed
+    other = devm_kzalloc(dev, 100, "extra")
+    assert other.cache == "kmalloc-128"
+    await unbind_store(foo, b"foo.1")
+    assert obj.freed
+    assert other.freed
+    assert obj.free_track is not None
+
+
+async def test_taint_strings() -> None:
+    kernel = Kernel()
+    assert kernel.taint.print_tainted() == "Not tainted"
+    kernel.taint.add(TAINT_BAD_PAGE)
+    kernel.taint.add(9)
+    assert kernel.taint.print_tainted() == "Tainted: G    B   W          "
+    assert kernel.taint.print_tainted_verbose() == "[B]=BAD_PAGE, [W]=WARN"
+
+
+async def test_pci_rescan_brings_a_removed_device_back_bound() -> None:
+    kernel = await booted()
+    pci = kernel.buses["pci"]
+    dev = pci.find_device_by_name("0000:00:02.0")
+    assert dev is not None
+    await pci_stop_and_remove_bus_device(dev)
+    assert pci.find_device_by_name("0000:00:02.0") is None
+    assert dev.released
+    await pci_rescan_bus(kernel)
+    again = pci.find_device_by_name("0000:00:02.0")
+    assert again is not None
+    assert again is not dev
+    assert again.driver is pci.drivers["fakegpu"]

@@ -1,0 +1,72 @@
+"""Scenario files: what is accepted, and the one-line errors for what is not."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fakesys.scenario import ScenarioError, load, parse
+
+BASE = """
+[[module]]
+name = "m"
+
+[[driver]]
+name = "d"
+bus = "platform"
+module = "m"
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (BASE + '[[device]]\nbus = "platform"\nname = "d"\ncolour = 1\n',
+         "s.toml: device[0]: unknown field 'colour'"),
+        (BASE + '[[device]]\nbus = "platform"\nname = 5\n',
+         "s.toml: device[0].name: expected a string"),
+        (BASE + '[[device]]\nbus = "isa"\nname = "x"\n',
+         "s.toml: device[0].bus: expected 'platform' or 'pci'"),
+        ('[[driver]]\nname = "d"\nbus = "platform"\nmodule = "nope"\n',
+         "s.toml: driver[0].module: expected the name of a [[module]] (no module 'nope')"),
+        (BASE + '[[device]]\nbus = "platform"\nname = "x"\nid = 1\n'
+                '[[device]]\nbus = "platform"\nname = "x"\nid = 1\n',
+         "s.toml: device[1].name: expected a unique device ('x.1' is used twice)"),
+        (BASE + '[[device]]\nbus = "pci"\nslot = "0000:00:01.0"\nvendor = 70000\ndevice = 1\n',
+         "s.toml: device[0].vendor: expected an integer from 0 to 0xffff"),
+        (BASE + '[[device]]\nbus = "pci"\nslot = "0000:00:01.0"\ndevice = 1\n',
+         "s.toml: device[0]: missing field 'vendor'"),
+        ('[[driver]]\nname = "d"\nbus = "platform"\nprobe_errno = "EWHAT"\n',
+         's.toml: driver[0].probe_errno: expected an errno name such as "ENOMEM"'),
+        ("[machine]\n", "s.toml: unknown table 'machine'"),
+        ("[[device]\n", "s.toml: not valid TOML"),
+    ],
+)  # fmt: skip
+def test_errors_name_file_entry_and_field(text: str, message: str) -> None:
+    with pytest.raises(ScenarioError) as excinfo:
+        parse(text, "s.toml")
+    assert str(excinfo.value).startswith(message)
+
+
+def test_default_scenario_loads() -> None:
+    scenario = load(None)
+    assert [d.dev_name for d in scenario.devices] == ["foo.0", "foo.1", "0000:00:02.0"]
+
+
+def test_cli_reports_a_bad_scenario_with_status_2_and_no_mount(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[device]]\nbus = "platform"\n')
+    mnt = tmp_path / "mnt"
+    out = subprocess.run(
+        [sys.executable, "-m", "fakesys", "mount", "--scenario", str(bad), str(mnt)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert out.stderr == f"fakesys: {bad}: device[0]: missing field 'name'\n"
+    assert not mnt.exists()

@@ -3,47 +3,63 @@
 Engine functions that matter in a report enter a frame (``with frame("unbind_store"):``); a
 report takes the frames in force, innermost first. Entry points from user space push the
 system-call frames that lead to them, so a report reads like one from a real kernel.
+
+Frames are kept as raw names and turned into ``name+0xoff/0xsize [module]`` only when a stack
+is taken, because entering frames is on the path of every attribute read and taking a stack
+happens only for a report.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 from collections.abc import Iterator
 
 from .kallsyms import symbol
 
-_frames: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("frames", default=())
+Frame = tuple[str, str | None]
+Frames = tuple[Frame, ...]
 
-SYSCALL_READ = ("entry_SYSCALL_64_after_hwframe", "do_syscall_64", "ksys_read", "vfs_read")
-SYSCALL_WRITE = ("entry_SYSCALL_64_after_hwframe", "do_syscall_64", "ksys_write", "vfs_write")
-SYSCALL_CLOSE = (
-    "entry_SYSCALL_64_after_hwframe",
-    "do_syscall_64",
-    "__x64_sys_close",
-    "fput_close_sync",
-    "__fput",
+_frames: contextvars.ContextVar[Frames] = contextvars.ContextVar("frames", default=())
+
+
+def frames(*names: str, module: str | None = None) -> Frames:
+    """Frames to push with :func:`enter`, built once."""
+    return tuple((name, module) for name in names)
+
+
+SYSCALL_READ = frames("entry_SYSCALL_64_after_hwframe", "do_syscall_64", "ksys_read", "vfs_read")
+SYSCALL_WRITE = frames("entry_SYSCALL_64_after_hwframe", "do_syscall_64", "ksys_write", "vfs_write")
+SYSCALL_CLOSE = frames(
+    "entry_SYSCALL_64_after_hwframe", "do_syscall_64", "__x64_sys_close", "__fput"
 )
-SYSCALL_OPEN = (
-    "entry_SYSCALL_64_after_hwframe",
-    "do_syscall_64",
-    "do_sys_openat2",
-    "do_filp_open",
-    "vfs_open",
-    "do_dentry_open",
+SYSCALL_OPEN = frames(
+    "entry_SYSCALL_64_after_hwframe", "do_syscall_64", "do_sys_openat2", "do_dentry_open"
 )
 
 
 @contextlib.contextmanager
-def frame(*names: str, module: str | None = None) -> Iterator[None]:
-    """Enter the frames ``names``, outermost first; ``module`` marks them as a module's."""
-    token = _frames.set(_frames.get() + tuple(symbol(n, module) for n in names))
+def enter(outer_first: Frames) -> Iterator[None]:
+    """Enter prebuilt frames, outermost first."""
+    token = _frames.set(_frames.get() + outer_first)
     try:
         yield
     finally:
         _frames.reset(token)
 
 
+def frame(*names: str, module: str | None = None) -> contextlib.AbstractContextManager[None]:
+    """Enter the frames ``names``, outermost first; ``module`` marks them as a module's."""
+    return enter(frames(*names, module=module))
+
+
+@functools.lru_cache(maxsize=4096)
+def _symbolize(name: str, module: str | None) -> str:
+    return symbol(name, module)
+
+
 def stack(*inner: str, module: str | None = None) -> tuple[str, ...]:
     """The current stack with ``inner`` frames (outermost first) on top, innermost first."""
-    return tuple(reversed(_frames.get() + tuple(symbol(n, module) for n in inner)))
+    raw = _frames.get() + frames(*inner, module=module)
+    return tuple(_symbolize(name, mod) for name, mod in reversed(raw))

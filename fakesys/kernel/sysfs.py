@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from ..kernfs import PAGE_SIZE, Attribute, BinAttribute, KernfsNode, KernfsRoot
-from .stacktrace import SYSCALL_READ, SYSCALL_WRITE, frame
+from .stacktrace import SYSCALL_READ, SYSCALL_WRITE, enter, frames
 
 T = TypeVar("T")
 
@@ -48,16 +48,18 @@ def create_file(root: KernfsRoot, parent: KernfsNode, obj: T, attr: SysfsAttr[T]
     show: Callable[[], str] | None = None
     store: Callable[[bytes], Awaitable[int]] | None = None
     if show_fn is not None:
+        show_frames = SYSCALL_READ + frames("seq_read_iter", "kernfs_seq_show", f"{attr.name}_show")
 
         def show() -> str:
-            with frame(*SYSCALL_READ, "seq_read_iter", "kernfs_seq_show", f"{attr.name}_show"):
+            with enter(show_frames):
                 return show_fn(obj)
 
         show.__name__ = f"{attr.name}_show"
     if store_fn is not None:
+        store_frames = SYSCALL_WRITE + frames("kernfs_fop_write_iter", f"{attr.name}_store")
 
         async def store(buf: bytes) -> int:
-            with frame(*SYSCALL_WRITE, "kernfs_fop_write_iter", f"{attr.name}_store"):
+            with enter(store_frames):
                 return await store_fn(obj, buf)
 
     return root.create_file(parent, attr.name, attr.mode, Attribute(show, store), size=PAGE_SIZE)
@@ -70,15 +72,17 @@ def create_bin_file(
     read: Callable[[int, int], Awaitable[bytes]] | None = None
     write: Callable[[int, bytes], Awaitable[int]] | None = None
     if read_fn is not None:
+        read_frames = SYSCALL_READ + frames("kernfs_file_read_iter", f"{attr.name}_read")
 
         async def read(offset: int, count: int) -> bytes:
-            with frame(*SYSCALL_READ, "kernfs_file_read_iter", f"{attr.name}_read"):
+            with enter(read_frames):
                 return await read_fn(obj, offset, count)
 
     if write_fn is not None:
+        write_frames = SYSCALL_WRITE + frames("kernfs_fop_write_iter", f"{attr.name}_write")
 
         async def write(offset: int, data: bytes) -> int:
-            with frame(*SYSCALL_WRITE, "kernfs_fop_write_iter", f"{attr.name}_write"):
+            with enter(write_frames):
                 return await write_fn(obj, offset, data)
 
     size = attr.size(obj) if callable(attr.size) else attr.size

@@ -91,20 +91,24 @@ def mount_options(debug_fuse: bool) -> set[str]:
 
 
 async def serve(scenario: Scenario, mountpoint: str, debug_fuse: bool = False) -> None:
-    kernel = await boot(scenario)
-    invalidator = Invalidator()
-    operations = Operations(kernel.kernfs, invalidator)
-    pyfuse3.init(operations, mountpoint, mount_options(debug_fuse))
-    try:
-        print(f"fakesys: mounted {scenario.source} on {mountpoint}", flush=True)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(invalidator.run)
-            nursery.start_soon(_stop_on_signal, operations, nursery.cancel_scope)
-            await pyfuse3.main(min_tasks=4, max_tasks=MAX_TASKS)
-            nursery.cancel_scope.cancel()
-    finally:
-        operations.drop_poll_handles()
-        pyfuse3.close(unmount=True)
+    async with trio.open_nursery() as engine:
+        kernel = await boot(scenario, engine)
+        invalidator = Invalidator()
+        operations = Operations(kernel.kernfs, invalidator)
+        pyfuse3.init(operations, mountpoint, mount_options(debug_fuse))
+        try:
+            print(f"fakesys: mounted {scenario.source} on {mountpoint}", flush=True)
+            async with trio.open_nursery() as fuse:
+                fuse.start_soon(invalidator.run)
+                fuse.start_soon(_stop_on_signal, operations, fuse.cancel_scope)
+                await pyfuse3.main(min_tasks=4, max_tasks=MAX_TASKS)
+                # Let notifications already queued reach the kernel before the session goes.
+                await invalidator.flush(invalidator.submitted, SHUTDOWN_GRACE)
+                fuse.cancel_scope.cancel()
+        finally:
+            operations.drop_poll_handles()
+            pyfuse3.close(unmount=True)
+        engine.cancel_scope.cancel()
 
 
 async def _stop_on_signal(operations: Operations, cancel_scope: trio.CancelScope) -> None:

@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import importlib.resources
 import tomllib
 from collections.abc import Callable
@@ -31,12 +32,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from .kernel import Kernel, Module
+import trio
+
+from .kernel import Driver, Kernel, Module
+from .kernel.class_ import Class
+from .kernel.control import add_hardware_controls
 from .kernel.core import device_add
 from .kernel.driver import driver_register
 from .kernel.pci import PCI_ANY_ID, PciBar, PciDevice, PciDeviceId, PciSlot
 from .kernel.platform import PlatformDevice
-from .kernel.simdrv import SimPciDriver, SimPlatformDriver, errno_by_name
+from .kernel.simchar import BEHAVIOURS
+from .kernel.simdrv import SimBehaviour, SimPciDriver, SimPlatformDriver, errno_by_name
+from .kernfs import ErrnoError
 
 BUSES = ("platform", "pci")
 T = TypeVar("T")
@@ -54,6 +61,10 @@ class DriverSpec:
     id_table: list[str] = field(default_factory=list)
     pci_ids: list[PciDeviceId] = field(default_factory=list)
     probe_errno: int | None = None
+    policy: str | None = None
+    cls: str = "lifetime"
+    node: str | None = None
+    mode: int = 0o600
 
 
 @dataclass
@@ -77,32 +88,58 @@ class Scenario:
     devices: list[DeviceSpec] = field(default_factory=list)
 
     async def boot(self, kernel: Kernel) -> None:
-        """Build the machine in ``kernel``, which must be freshly booted."""
-        modules: dict[str, Module] = {}
+        """Build the machine in ``kernel``, which must be freshly booted: classes, then each
+        module with its drivers (as insmod would), built-in drivers, then the devices."""
+        for cls in dict.fromkeys(d.cls for d in self.drivers if d.policy is not None):
+            Class(kernel, cls).register()
         for name in self.modules:
-            modules[name] = Module(kernel, name)
-            modules[name].load()
+            await self.load_module(kernel, name)
         for spec in self.drivers:
-            owner = modules[spec.module] if spec.module else None
-            if spec.bus == "platform":
-                drv: SimPlatformDriver | SimPciDriver = SimPlatformDriver(
-                    kernel, spec.name, owner, spec.id_table, spec.probe_errno
-                )
-            else:
-                drv = SimPciDriver(kernel, spec.name, owner, spec.pci_ids, spec.probe_errno)
-            await driver_register(drv)
+            if spec.module is None:
+                await driver_register(self._driver(kernel, spec, None))
         for dev_spec in self.devices:
-            bus = kernel.buses[dev_spec.bus]
-            autoprobe = bus.drivers_autoprobe
-            bus.drivers_autoprobe = dev_spec.bind
-            try:
-                if dev_spec.slot is not None:
-                    kernel.pci_slots.append(dev_spec.slot)
-                    await device_add(PciDevice(kernel, dev_spec.slot))
-                else:
-                    await device_add(PlatformDevice(kernel, dev_spec.name, dev_spec.id))
-            finally:
-                bus.drivers_autoprobe = autoprobe
+            await self._add_device(kernel, dev_spec)
+        kernel.module_loader = lambda name: self.load_module(kernel, name)
+
+    async def load_module(self, kernel: Kernel, name: str) -> None:
+        """init_module(): the module and the drivers it registers."""
+        if name not in self.modules:
+            raise ErrnoError(errno.ENOENT)
+        module = Module(kernel, name)
+        module.load()
+        for spec in self.drivers:
+            if spec.module == name:
+                await driver_register(self._driver(kernel, spec, module))
+
+    @staticmethod
+    def _driver(kernel: Kernel, spec: DriverSpec, module: Module | None) -> Driver:
+        behaviour: SimBehaviour
+        if spec.policy is None:
+            behaviour = SimBehaviour(module)
+        else:
+            behaviour = BEHAVIOURS[spec.policy](
+                module, kernel.classes[spec.cls], spec.node or spec.name, spec.mode
+            )
+        if spec.bus == "platform":
+            return SimPlatformDriver(kernel, spec.name, behaviour, spec.id_table, spec.probe_errno)
+        return SimPciDriver(kernel, spec.name, behaviour, spec.pci_ids, spec.probe_errno)
+
+    @staticmethod
+    async def _add_device(kernel: Kernel, spec: DeviceSpec) -> None:
+        bus = kernel.buses[spec.bus]
+        autoprobe = bus.drivers_autoprobe
+        bus.drivers_autoprobe = spec.bind
+        try:
+            if spec.slot is not None:
+                kernel.pci_slots.append(spec.slot)
+                add_hardware_controls(kernel, spec.dev_name, spec.slot.hw)
+                await device_add(PciDevice(kernel, spec.slot))
+            else:
+                dev = PlatformDevice(kernel, spec.name, spec.id)
+                add_hardware_controls(kernel, spec.dev_name, dev.hw)
+                await device_add(dev)
+        finally:
+            bus.drivers_autoprobe = autoprobe
 
 
 # -- parsing and checking --
@@ -181,6 +218,19 @@ def _parse_driver(entry: _Entry, modules: list[str]) -> DriverSpec:
             spec.probe_errno = errno_by_name(probe_errno)
         except ValueError:
             entry.fail("probe_errno", 'an errno name such as "ENOMEM"')
+    spec.policy = entry.optional("policy", str, "a policy name")
+    if spec.policy is not None and spec.policy not in BEHAVIOURS:
+        entry.fail("policy", " or ".join(repr(p) for p in BEHAVIOURS))
+    if spec.policy is not None:
+        spec.cls = entry.get("class", str, "a class name", "lifetime")
+        spec.node = entry.optional("node", str, "a device node name prefix")
+        spec.mode = entry.get("mode", int, "a mode such as 0o600", 0o600)
+        if not 0 <= spec.mode <= 0o777:
+            entry.fail("mode", "a mode such as 0o600")
+    else:
+        for key in ("class", "node", "mode"):
+            if key in entry.table:
+                entry.fail(key, "nothing: it needs a 'policy' (a character-device driver)")
     if bus == "platform":
         id_table = entry.get("id_table", list, "an array of device names", [])
         if not all(isinstance(x, str) for x in id_table):
@@ -296,9 +346,10 @@ def load(name_or_path: str | None) -> Scenario:
     return parse(shipped.read_text(encoding="utf-8"), f"{name_or_path}.toml")
 
 
-async def boot(scenario: Scenario) -> Kernel:
-    """A kernel booted with ``scenario``'s machine."""
+async def boot(scenario: Scenario, nursery: trio.Nursery | None = None) -> Kernel:
+    """A kernel booted with ``scenario``'s machine; deferred work runs in ``nursery``."""
     kernel = Kernel()
+    kernel.nursery = nursery
     await kernel.boot()
     await scenario.boot(kernel)
     return kernel

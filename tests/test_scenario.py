@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fakesys.kernel.simchar import POLICIES
 from fakesys.scenario import ScenarioError, load, parse
 
 BASE = """
@@ -53,7 +54,9 @@ def test_errors_name_file_entry_and_field(text: str, message: str) -> None:
 
 def test_default_scenario_loads() -> None:
     scenario = load(None)
-    assert [d.dev_name for d in scenario.devices] == ["foo.0", "foo.1", "0000:00:02.0"]
+    names = [d.dev_name for d in scenario.devices]
+    assert names[:3] == ["foo.0", "foo.1", "0000:00:02.0"]
+    assert {d.policy for d in scenario.drivers} == {None, *POLICIES}
 
 
 def test_cli_reports_a_bad_scenario_with_status_2_and_no_mount(tmp_path: Path) -> None:

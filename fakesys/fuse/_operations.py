@@ -300,7 +300,7 @@ class Operations(pyfuse3.Operations, TreeListener):
             handles.pop(fh, None)
         try:
             with acting_for(of.caller):
-                of.release()
+                await of.release()
         except Exception:
             log.exception("release of %r failed", of.node)
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..kernfs import ErrnoError, KernfsNode
+from .char_dev import devtmpfs_create_node, devtmpfs_delete_node
+from .hw import Hardware
 from .kobject_uevent import KOBJ_ADD, KOBJ_REMOVE, kobject_synth_uevent, kobject_uevent
 from .kref import Kref
 from .power import dpm_sysfs_add
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
     from .devres import Devres
     from .driver import Driver
     from .kernel import Kernel
+
+
+DEFAULT_DEVNODE_MODE = 0o600
 
 
 class Device:
@@ -54,6 +59,9 @@ class Device:
         self.driver_data: object = None
         self.driver_override: str | None = None
         self.runtime_forbidden = False
+        #: The mode of the /dev node devtmpfs makes for a device with a number.
+        self.devnode_mode = DEFAULT_DEVNODE_MODE
+        self.hw = Hardware()
         self.devres: list[Devres] = []
         self.kn: KernfsNode | None = None
         self.dead = False
@@ -115,6 +123,8 @@ class Device:
             env.append(("MAJOR", str(self.devt[0])))
             env.append(("MINOR", str(self.devt[1])))
             env.append(("DEVNAME", self.name.replace("!", "/")))
+            if self.devnode_mode != DEFAULT_DEVNODE_MODE:  # set by the class's devnode()
+                env.append(("DEVMODE", f"{self.devnode_mode:#o}".replace("0o", "0")))
         if self.devtype is not None:
             env.append(("DEVTYPE", self.devtype))
         if self.driver is not None:
@@ -200,6 +210,7 @@ async def device_add(dev: Device) -> None:
     if dev.devt is not None:
         create_file(root, dev.kn, dev, DEV_ATTR_DEV)
         kernel.add_sys_dev_entry(dev)
+        devtmpfs_create_node(dev, dev.devnode_mode)
     kobject_uevent(kernel, KOBJ_ADD, dev.devpath(), dev.subsystem_name(), dev.uevent_env())
     if dev.bus is not None:
         await dev.bus.probe_device(dev)
@@ -217,6 +228,7 @@ async def device_del(dev: Device) -> None:
     async with dev.lock:
         dev.dead = True
     if dev.devt is not None:
+        await devtmpfs_delete_node(dev)
         await kernel.remove_sys_dev_entry(dev)
     if dev.cls is not None:
         await dev.cls.remove_device_links(dev)

@@ -39,10 +39,16 @@ class Driver:
     async def remove(self, dev: Device) -> None:
         """Unbind from ``dev``; cannot fail."""
 
+    def free(self) -> None:
+        """The driver's memory goes away with its module."""
+
 
 async def driver_register(drv: Driver) -> None:
     await bus_add_driver(drv)
 
 
 async def driver_unregister(drv: Driver) -> None:
-    await bus_remove_driver(drv)
+    # The driver list is changed under the driver lock, which lookups that must not race with
+    # unregistration take too (seed 004).
+    async with drv.kernel.driver_lock:
+        await bus_remove_driver(drv)

@@ -8,14 +8,17 @@ sysfs that fakesys serves (``/dev/kmsg``, ``/proc/sys/kernel/tainted``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
 from ..kernfs import Attribute, KernfsNode, KernfsRoot
 from .bus import BusType
+from .char_dev import Cdev
 from .class_ import Class
+from .control import create_control_files
 from .core import Device, device_add
+from .hold import HoldPoints
 from .kasan import Kasan
 from .module import Module
 from .panic import Taint
@@ -46,6 +49,16 @@ class Kernel:
         self.classes: dict[str, Class] = {}
         self.modules: dict[str, Module] = {}
         self.pci_slots: list[PciSlot] = []
+        self.chrdevs: dict[int, str] = {}
+        self.cdev_map: dict[tuple[int, int], Cdev] = {}
+        self.hold = HoldPoints()
+        #: Serializes driver lookups with driver unregistration (the driver_lock of seed 004).
+        self.driver_lock = trio.Lock()
+        #: Where deferred work (tasklets, workqueues, timers) runs; set by whoever runs the
+        #: kernel (the daemon, a test).
+        self.nursery: trio.Nursery | None = None
+        #: Loads a module by name (init_module); set by the scenario, which knows the modules.
+        self.module_loader: Callable[[str], Awaitable[None]] | None = None
         self.pci_rescan_lock = trio.Lock()
         mk = self.kernfs.mkdir_p
         self.devices_kn = mk("sys/devices")
@@ -61,6 +74,12 @@ class Kernel:
             mk(path)
         self.platform_bus_device = Device(self, "platform")
         self.pci_host_bridge = Device(self, "pci0000:00")
+
+    def spawn(self, fn: Callable[[], Awaitable[object]]) -> None:
+        """Run ``fn`` as deferred kernel work (a softirq, a work item)."""
+        if self.nursery is None:
+            raise RuntimeError("deferred work needs Kernel.nursery")
+        self.nursery.start_soon(fn)
 
     def _kernfs_warning(self, message: str) -> None:
         self.log.emit(KERN_WARNING, message)
@@ -88,6 +107,7 @@ class Kernel:
         root.create_file(self.proc_sys_kernel_kn, "tainted", 0o644, self.taint.proc_attribute())
         osrelease = Attribute(lambda: f"{UTS_RELEASE}\n", sysfs=False)
         root.create_file(self.proc_sys_kernel_kn, "osrelease", 0o444, osrelease)
+        create_control_files(self)
         PlatformBus(self).register()
         PciBus(self).register()
         await device_add(self.platform_bus_device)

@@ -11,7 +11,9 @@ import errno
 from typing import TYPE_CHECKING
 
 from ..kernfs import ErrnoError, KernfsNode
+from .driver import driver_unregister
 from .kobject_uevent import kobject_synth_uevent
+from .stacktrace import frame
 from .sysfs import RO, WO, SysfsAttr, create_file
 
 if TYPE_CHECKING:
@@ -102,6 +104,25 @@ class Module:
             raise ErrnoError(errno.EBUSY)
         if self.refcnt > 0:
             raise ErrnoError(errno.EWOULDBLOCK)
+
+
+async def delete_module(kernel: Kernel, name: str) -> None:
+    """delete_module(2) without O_TRUNC: refuse a module in use, else run its exit (which
+    unregisters its drivers, unbinding their devices) and free it."""
+    mod = kernel.modules.get(name)
+    if mod is None:
+        raise ErrnoError(errno.ENOENT)
+    mod.check_unload()
+    mod.state = MODULE_STATE_GOING
+    with frame("__do_sys_delete_module", f"{name}_exit"):
+        for drv in reversed(list(mod.drivers)):
+            await driver_unregister(drv)
+            drv.free()
+    assert mod.kn is not None
+    await kernel.kernfs.remove(mod.kn)
+    for used in mod.uses:
+        used.holders.remove(mod)
+    del kernel.modules[name]
 
 
 def _refcnt_show(mod: Module) -> str:

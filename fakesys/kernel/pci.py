@@ -21,6 +21,7 @@ from .bus import BusType
 from .core import Device, device_add, device_del, put_device
 from .dd import device_release_driver
 from .driver import Driver
+from .hw import Hardware
 from .lib import buf_to_str, kstrtoul
 from .platform import DEV_ATTR_DRIVER_OVERRIDE
 from .sysfs import RO, RW, WO, SysfsAttr, SysfsBinAttr, create_bin_file
@@ -73,6 +74,7 @@ class PciSlot:
     revision: int = 0
     irq: int = 0
     bars: list[PciBar] = field(default_factory=list)
+    hw: Hardware = field(default_factory=Hardware)
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ class PciDevice(Device):
             kernel, slot.slot_name, bus=kernel.buses["pci"], parent=kernel.pci_host_bridge
         )
         self.slot = slot
+        self.hw = slot.hw
         self.config = bytearray(config_space(slot))
 
 

@@ -1,9 +1,13 @@
 """Simulated drivers: what a scenario's ``[[driver]]`` entry becomes.
 
-A simulated driver behaves as a plain, correct driver of its bus: probe allocates its private
-data with devm_kzalloc() and stores it as driver data; remove does nothing, and the core's
-devres release frees the data after it. ``probe_errno`` makes every probe fail with that errno,
-to reproduce a failing bind.
+A simulated driver is a bus's driver class combined with a :class:`SimBehaviour`, which does
+its probe and remove. The plain behaviour is a correct driver that keeps no files open:
+probe allocates its private data with devm_kzalloc(), remove does nothing, and the devres
+release after remove frees the data. The character-device behaviours, one per lifetime policy,
+are in :mod:`.simchar`. ``probe_errno`` makes every probe fail with that errno.
+
+The driver structure itself is a heap object too, freed when its module is unloaded, so code
+that reaches a driver without holding its module (seed 004) is caught.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from .devres import devm_kzalloc
 from .driver import Driver
 from .pci import PciDeviceId, PciDriver
 from .platform import PlatformDriver
-from .stacktrace import frame
+from .stacktrace import frame, stack
 
 if TYPE_CHECKING:
     from .core import Device
@@ -25,37 +29,59 @@ if TYPE_CHECKING:
     from .module import Module
 
 PRIV_SIZE = 256
+DRIVER_SIZE = 192  # sizeof(struct platform_driver), near enough
 
 
 class SimBehaviour:
     """The probe and remove of a simulated driver, shared by every bus."""
 
-    def __init__(self, module_name: str | None, probe_errno: int | None) -> None:
-        self.module_name = module_name
-        self.probe_errno = probe_errno
+    def __init__(self, module: Module | None) -> None:
+        self.module = module
+
+    @property
+    def module_name(self) -> str | None:
+        return self.module.name if self.module else None
 
     async def probe(self, drv: Driver, dev: Device) -> None:
-        with frame(f"{drv.name}_probe", module=self.module_name):
-            if self.probe_errno is not None:
-                raise ErrnoError(self.probe_errno)
-            dev.driver_data = devm_kzalloc(dev, PRIV_SIZE, f"struct {drv.name}_priv")
+        dev.driver_data = devm_kzalloc(dev, PRIV_SIZE, f"struct {drv.name}_priv")
 
     async def remove(self, drv: Driver, dev: Device) -> None:
-        with frame(f"{drv.name}_remove", module=self.module_name):
-            pass
+        pass
+
+    def module_exit(self) -> None:
+        """What the module's exit gives back besides the driver (a char major, ...)."""
 
 
 class SimDriver(Driver):
-    """A driver whose probe and remove are a :class:`SimBehaviour`; combined with a bus's
+    """A driver whose probe and remove are its :class:`SimBehaviour`; combined with a bus's
     driver class below."""
 
     behaviour: SimBehaviour
+    probe_errno: int | None
+
+    def _init_sim(self, behaviour: SimBehaviour, probe_errno: int | None) -> None:
+        self.behaviour = behaviour
+        self.probe_errno = probe_errno
+        with frame("do_init_module", f"{self.name}_init", module=behaviour.module_name):
+            self.obj = self.kernel.slab.kmalloc(
+                DRIVER_SIZE, f"struct {self.name}_driver", stack("__driver_register")
+            )
 
     async def probe(self, dev: Device) -> None:
-        await self.behaviour.probe(self, dev)
+        with frame(f"{self.name}_probe", module=self.behaviour.module_name):
+            if self.probe_errno is not None:
+                raise ErrnoError(self.probe_errno)
+            await self.behaviour.probe(self, dev)
 
     async def remove(self, dev: Device) -> None:
-        await self.behaviour.remove(self, dev)
+        with frame(f"{self.name}_remove", module=self.behaviour.module_name):
+            await self.behaviour.remove(self, dev)
+
+    def free(self) -> None:
+        """The module's memory goes away with it (free_module())."""
+        self.behaviour.module_exit()
+        with frame("free_module"):
+            self.kernel.slab.kfree(self.obj, stack("kfree"))
 
 
 class SimPlatformDriver(SimDriver, PlatformDriver):
@@ -63,12 +89,12 @@ class SimPlatformDriver(SimDriver, PlatformDriver):
         self,
         kernel: Kernel,
         name: str,
-        owner: Module | None,
-        id_table: Sequence[str],
+        behaviour: SimBehaviour,
+        id_table: Sequence[str] = (),
         probe_errno: int | None = None,
     ) -> None:
-        PlatformDriver.__init__(self, kernel, name, owner, id_table)
-        self.behaviour = SimBehaviour(owner.name if owner else None, probe_errno)
+        PlatformDriver.__init__(self, kernel, name, behaviour.module, id_table)
+        self._init_sim(behaviour, probe_errno)
 
 
 class SimPciDriver(SimDriver, PciDriver):
@@ -76,12 +102,12 @@ class SimPciDriver(SimDriver, PciDriver):
         self,
         kernel: Kernel,
         name: str,
-        owner: Module | None,
-        id_table: Sequence[PciDeviceId],
+        behaviour: SimBehaviour,
+        id_table: Sequence[PciDeviceId] = (),
         probe_errno: int | None = None,
     ) -> None:
-        PciDriver.__init__(self, kernel, name, owner, id_table)
-        self.behaviour = SimBehaviour(owner.name if owner else None, probe_errno)
+        PciDriver.__init__(self, kernel, name, behaviour.module, id_table)
+        self._init_sim(behaviour, probe_errno)
 
 
 def errno_by_name(name: str) -> int:

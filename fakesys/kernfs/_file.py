@@ -87,8 +87,8 @@ class OpenFile:
     def poll(self) -> int:
         return self.ops.poll(self)
 
-    def release(self) -> None:
-        self.ops.release(self)
+    async def release(self) -> None:
+        await self.ops.release(self)
 
 
 class FileOps:
@@ -123,7 +123,7 @@ class FileOps:
     def poll(self, of: OpenFile) -> int:
         return DEFAULT_POLLMASK
 
-    def release(self, of: OpenFile) -> None:
+    async def release(self, of: OpenFile) -> None:
         """The last reference to the open file is gone. It cannot fail."""
 
 

@@ -1,0 +1,25 @@
+"""The simulated hardware behind a device: an interrupt line and a receive path.
+
+Data fed from the control plane (``sys/kernel/debug/fakesys/devices/<dev>/feed``) goes to the
+receive handler the bound driver installed, as DMA into its buffers would; with no driver it is
+dropped and counted, as hardware with nobody listening drops it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .irq import IrqLine
+
+
+class Hardware:
+    def __init__(self) -> None:
+        self.irq = IrqLine()
+        self.on_rx: Callable[[bytes], None] | None = None
+        self.dropped = 0
+
+    def feed(self, data: bytes) -> None:
+        if self.on_rx is None:
+            self.dropped += len(data)
+        else:
+            self.on_rx(data)

@@ -100,6 +100,7 @@ async def serve(scenario: Scenario, mountpoint: str, debug_fuse: bool = False) -
             print(f"fakesys: mounted {scenario.source} on {mountpoint}", flush=True)
             async with trio.open_nursery() as fuse:
                 fuse.start_soon(invalidator.run)
+                fuse.start_soon(operations.interrupts.run)
                 fuse.start_soon(_stop_on_signal, operations, fuse.cancel_scope)
                 await pyfuse3.main(min_tasks=4, max_tasks=MAX_TASKS)
                 # Let notifications already queued reach the kernel before the session goes.
@@ -115,7 +116,7 @@ async def _stop_on_signal(operations: Operations, cancel_scope: trio.CancelScope
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async for signum in signals:
             log.info("%s: unmounting", signal.Signals(signum).name)
-            operations.stopping.set()
+            operations.interrupts.stop()
             pyfuse3.terminate()
             break
     # pyfuse3.main() returns once the handlers in flight are done; do not wait forever.

@@ -27,11 +27,10 @@ import functools
 import itertools
 import logging
 import os
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
-import trio
 
 from ..kernfs import (
     Caller,
@@ -44,7 +43,7 @@ from ..kernfs import (
     current_caller,
     open_file,
 )
-from ._interrupt import signal_pending
+from ._interrupt import InterruptWatcher
 from ._invalidator import Invalidator
 
 log = logging.getLogger(__name__)
@@ -53,8 +52,6 @@ log = logging.getLogger(__name__)
 CACHE_TIMEOUT = 1.0
 #: How long a write(2) waits for the invalidations it caused before it returns anyway.
 FLUSH_TIMEOUT = 2.0
-#: The slice a blocked read waits before it looks for a pending signal again.
-INTERRUPT_POLL_INTERVAL = 0.05
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -101,8 +98,9 @@ class Operations(pyfuse3.Operations, TreeListener):
         self._dirs: dict[int, KernfsNode] = {}
         self._poll_handles: dict[int, dict[int, pyfuse3.PollHandle]] = {}
         self._next_fh = itertools.count(1)
-        #: Set at shutdown: blocked reads give up with ENODEV so pyfuse3.main() can return.
-        self.stopping = trio.Event()
+        #: Makes blocking operations interruptible; stopped at shutdown, so that blocked reads
+        #: give up with ENODEV and pyfuse3.main() can return.
+        self.interrupts = InterruptWatcher()
         tree.listeners.append(invalidator)
         tree.listeners.append(self)
 
@@ -262,7 +260,7 @@ class Operations(pyfuse3.Operations, TreeListener):
         of = self._handles[fh]
         with acting_for(of.caller):
             if of.ops.may_block:
-                return await self._interruptible(of, lambda: of.read(off, size))
+                return await self.interrupts.call(of.caller.pid, lambda: of.read(off, size))
             return await of.read(off, size)
 
     @guarded
@@ -271,7 +269,7 @@ class Operations(pyfuse3.Operations, TreeListener):
         before = self._invalidator.submitted
         with acting_for(of.caller):
             if of.ops.may_block:
-                written = await self._interruptible(of, lambda: of.write(off, buf))
+                written = await self.interrupts.call(of.caller.pid, lambda: of.write(off, buf))
             else:
                 written = await of.write(off, buf)
         if self._invalidator.submitted != before:
@@ -303,35 +301,3 @@ class Operations(pyfuse3.Operations, TreeListener):
                 await of.release()
         except Exception:
             log.exception("release of %r failed", of.node)
-
-    async def _interruptible(self, of: OpenFile, operation: Callable[[], Awaitable[R]]) -> R:
-        """Run an operation that may wait, giving up with EINTR when the opener has a signal
-        pending and with ENODEV when the daemon is stopping."""
-        outcome: list[R] = []
-        reason: list[int] = []
-
-        async def watch(cancel_scope: trio.CancelScope) -> None:
-            while True:
-                with trio.move_on_after(INTERRUPT_POLL_INTERVAL):
-                    await self.stopping.wait()
-                    reason.append(errno.ENODEV)
-                    cancel_scope.cancel()
-                    return
-                if signal_pending(of.caller.pid):
-                    reason.append(errno.EINTR)
-                    cancel_scope.cancel()
-                    return
-
-        failure: list[ErrnoError] = []
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch, nursery.cancel_scope)
-            try:
-                outcome.append(await operation())
-            except ErrnoError as e:
-                failure.append(e)  # raised below, outside the nursery's exception group
-            nursery.cancel_scope.cancel()
-        if failure:
-            raise failure[0]
-        if not outcome:
-            raise pyfuse3.FUSEError(reason[0])
-        return outcome[0]

@@ -29,12 +29,14 @@ def reader_process(mount: Mount, code: str) -> subprocess.Popen[str]:
     )
 
 
-def test_sigterm_unmounts_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_signal_unmounts_cleanly(tmp_path: Path, signum: signal.Signals) -> None:
     m = start_mount(tmp_path / "mnt", tmp_path / "err")
     assert mounted_fstype(str(m.path)) == "fuse.fakesys"
-    status = stop_mount(m)
-    assert status == 0
+    m.process.send_signal(signum)
+    assert m.process.wait(timeout=10) == 0
     assert mounted_fstype(str(m.path)) is None
+    stop_mount(m)
 
 
 def test_blocked_reader_is_interrupted_by_sigint(mount: Mount) -> None:

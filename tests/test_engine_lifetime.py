@@ -1,0 +1,148 @@
+"""Lifetime policies and hold points in the engine, with interleavings pinned down."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+import trio
+import trio.testing
+
+from fakesys import scenario
+from fakesys.kernel import Kernel
+from fakesys.kernel.bus import unbind_store
+from fakesys.kernel.module import delete_module
+from fakesys.kernel.panic import TAINT_BAD_PAGE
+from fakesys.kernfs import Caller, ErrnoError, OpenFile, current_caller, open_file
+
+
+async def booted(nursery: trio.Nursery) -> Kernel:
+    return await scenario.boot(scenario.load(None), nursery)
+
+
+async def open_node(kernel: Kernel, node: str, flags: int = os.O_RDWR) -> OpenFile:
+    kn = kernel.lookup(f"dev/{node}")
+    assert kn is not None
+    return await open_file(kn, flags, Caller(os.getpid()))
+
+
+async def unbind(kernel: Kernel, driver: str) -> None:
+    drv = kernel.buses["platform"].drivers[driver]
+    await unbind_store(drv, f"{driver}.0".encode())
+
+
+async def test_hold_point_stops_a_read_until_released(nursery: trio.Nursery) -> None:
+    kernel = await booted(nursery)
+    of = await open_node(kernel, "refcounted0")
+    hold = kernel.hold["read"]
+    hold.arm()
+    dev = kernel.buses["platform"].find_device_by_name("cdev_refcounted.0")
+    assert dev is not None
+    dev.hw.feed(b"abc")
+    got: list[bytes] = []
+
+    async def reader() -> None:
+        got.append(await of.read(0, 10))
+
+    nursery.start_soon(reader)
+    await trio.testing.wait_all_tasks_blocked()
+    assert hold.state == "held"
+    assert got == []
+    hold.release()
+    await trio.testing.wait_all_tasks_blocked()
+    assert got == [b"abc"]
+    assert hold.state == "off"
+
+
+async def test_delay_runs_on_the_engine_clock(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    kernel = await booted(nursery)
+    kernel.hold["read"].delay_ms = 300
+    dev = kernel.buses["platform"].find_device_by_name("cdev_refcounted.0")
+    assert dev is not None
+    dev.hw.feed(b"x")
+    of = await open_node(kernel, "refcounted0")
+    started = trio.current_time()
+    assert await of.read(0, 1) == b"x"
+    assert trio.current_time() - started == pytest.approx(0.3)
+
+
+async def test_unplug_waits_for_a_section_then_frees(nursery: trio.Nursery) -> None:
+    kernel = await booted(nursery)
+    dev = kernel.buses["platform"].find_device_by_name("cdev_unplug.0")
+    assert dev is not None
+    of = await open_node(kernel, "unplug0")
+    kernel.hold["read"].arm()
+    dev.hw.feed(b"data")
+    record: list[str] = []
+
+    async def reader() -> None:
+        record.append((await of.read(0, 4)).decode())
+
+    async def unbinder() -> None:
+        await unbind(kernel, "cdev_unplug")
+        record.append("unbound")
+
+    nursery.start_soon(reader)
+    await trio.testing.wait_all_tasks_blocked()
+    nursery.start_soon(unbinder)
+    await trio.testing.wait_all_tasks_blocked()
+    assert record == []  # unplug waits for the section in the read
+    kernel.hold["read"].release()
+    await trio.testing.wait_all_tasks_blocked()
+    assert record == ["data", "unbound"]
+    with pytest.raises(ErrnoError) as excinfo:
+        await of.read(0, 4)
+    assert excinfo.value.errno == errno.ENODEV
+    await of.release()
+    assert not kernel.taint.test(TAINT_BAD_PAGE)
+
+
+async def test_devm_close_after_unbind_reports_in_release(nursery: trio.Nursery) -> None:
+    kernel = await booted(nursery)
+    of = await open_node(kernel, "devm0")
+    await unbind(kernel, "cdev_devm")
+    await of.release()
+    assert "BUG: KASAN: slab-use-after-free in cdev_devm_release+" in kernel.log.text()
+    assert kernel.taint.test(TAINT_BAD_PAGE)
+
+
+async def test_open_files_pin_the_module(nursery: trio.Nursery) -> None:
+    kernel = await booted(nursery)
+    module = kernel.modules["cdev_refcounted"]
+    of = await open_node(kernel, "refcounted0")
+    assert module.refcnt == 2
+    with pytest.raises(ErrnoError) as excinfo:
+        await delete_module(kernel, "cdev_refcounted")
+    assert excinfo.value.errno == errno.EWOULDBLOCK
+    await of.release()
+    assert module.refcnt == 0
+    await delete_module(kernel, "cdev_refcounted")
+    assert "cdev_refcounted" not in kernel.modules
+    assert kernel.lookup("dev/refcounted0") is None
+    assert kernel.lookup("sys/bus/platform/drivers/cdev_refcounted") is None
+
+
+async def test_racy_module_get_reads_the_freed_driver(nursery: trio.Nursery) -> None:
+    kernel = await booted(nursery)
+    kernel.hold["module_get"].arm()
+    outcome: list[int] = []
+
+    async def opener() -> None:
+        token = current_caller.set(Caller(os.getpid()))
+        try:
+            await open_node(kernel, "modracy0", os.O_RDONLY)
+        except ErrnoError as e:
+            outcome.append(e.errno)
+        finally:
+            current_caller.reset(token)
+
+    nursery.start_soon(opener)
+    await trio.testing.wait_all_tasks_blocked()
+    await delete_module(kernel, "cdev_modref_racy")  # the count is still 0: unload goes on
+    kernel.hold["module_get"].release()
+    await trio.testing.wait_all_tasks_blocked()
+    assert outcome == [errno.ENXIO]
+    assert "BUG: KASAN: slab-use-after-free in get_driver+" in kernel.log.text()

@@ -26,13 +26,19 @@ _FREE_FRAMES = ("kasan_save_stack", "kasan_save_track", "kasan_save_free_info", 
 
 
 class Kasan:
-    def __init__(self, log: PrintkBuffer, taint: Taint, cpu_line: Callable[[], list[str]]) -> None:
+    def __init__(
+        self,
+        log: PrintkBuffer,
+        taint: Taint,
+        cpu_line: Callable[[], list[str]],
+        debug_locks_off: Callable[[], bool],
+    ) -> None:
         self.log = log
         self.taint = taint
         self.multi_shot = False
         self.reported = False
         self._cpu_line = cpu_line
-        self._lock_debugging_on = True
+        self._debug_locks_off = debug_locks_off
 
     def _enabled(self) -> bool:
         # report_enabled(): one report per boot unless multi-shot.
@@ -113,6 +119,5 @@ class Kasan:
         # end_report(): add_taint(TAINT_BAD_PAGE, LOCKDEP_NOW_UNRELIABLE); the first taint that
         # turns lock debugging off says so (debug_locks_off() in kernel/panic.c add_taint()).
         self.taint.add(TAINT_BAD_PAGE)
-        if self._lock_debugging_on:
-            self._lock_debugging_on = False
+        if self._debug_locks_off():
             self.log.emit(KERN_WARNING, "Disabling lock debugging due to kernel taint")

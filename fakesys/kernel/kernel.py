@@ -7,7 +7,6 @@ sysfs that fakesys serves (``/dev/kmsg``, ``/proc/sys/kernel/tainted``).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -20,6 +19,7 @@ from .control import create_control_files
 from .core import Device, device_add
 from .hold import HoldPoints
 from .kasan import Kasan
+from .lockdep import Lockdep
 from .module import Module
 from .panic import Taint
 from .pci import PciBus, PciSlot
@@ -27,6 +27,7 @@ from .platform import PlatformBus
 from .printk import KERN_INFO, KERN_WARNING, DevKmsg, PrintkBuffer
 from .sched import current
 from .slab import Slab
+from .workqueue import Clock
 
 UTS_RELEASE = "6.18.0-fakesys"
 UTS_VERSION = "#1 SMP PREEMPT_DYNAMIC"
@@ -35,13 +36,14 @@ HARDWARE_NAME = "fakesys virtual machine, BIOS 0.1.0"
 
 class Kernel:
     def __init__(self) -> None:
-        self._boot_ns = time.monotonic_ns()
-        #: Added to the real clock; advancing it moves the engine's time forward.
-        self.clock_offset_ns = 0
-        self.log = PrintkBuffer(self.clock_ns)
+        self.clock = Clock()
+        self.log = PrintkBuffer(self.clock.now_ns)
         self.kernfs = KernfsRoot(warn=self._kernfs_warning)
         self.taint = Taint()
-        self.kasan = Kasan(self.log, self.taint, self.dump_stack_header)
+        self.lockdep = Lockdep(self)
+        self.kasan = Kasan(
+            self.log, self.taint, self.dump_stack_header, self.lockdep.debug_locks_off
+        )
         self.slab = Slab(self.kasan)
         self.uevent_seqnum = 0
         self.uevent_listeners: list[Callable[[list[tuple[str, str]]], None]] = []
@@ -84,16 +86,17 @@ class Kernel:
     def _kernfs_warning(self, message: str) -> None:
         self.log.emit(KERN_WARNING, message)
 
-    def clock_ns(self) -> int:
-        """Nanoseconds since boot on the engine's clock (local_clock())."""
-        return time.monotonic_ns() - self._boot_ns + self.clock_offset_ns
+    @property
+    def uname(self) -> str:
+        """The release and build, as in the first line of reports."""
+        return f"{UTS_RELEASE} {UTS_VERSION.split(' ', maxsplit=1)[0]}"
 
     def dump_stack_header(self) -> list[str]:
         """The lines dump_stack() prints before the trace (lib/dump_stack.c)."""
         task = current()
         lines = [
             f"CPU: 0 UID: {task.uid} PID: {task.pid} Comm: {task.comm[:20]} "
-            f"{self.taint.print_tainted()} {UTS_RELEASE} {UTS_VERSION.split(' ', maxsplit=1)[0]} "
+            f"{self.taint.print_tainted()} {self.uname} "
         ]
         if self.taint.mask:
             lines.append(f"Tainted: {self.taint.print_tainted_verbose()}")

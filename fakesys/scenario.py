@@ -38,11 +38,13 @@ from .kernel import Driver, Kernel, Module
 from .kernel.class_ import Class
 from .kernel.control import add_hardware_controls
 from .kernel.core import device_add
+from .kernel.devcoredump import DEVCD_TIMEOUT
 from .kernel.driver import driver_register
 from .kernel.pci import PCI_ANY_ID, PciBar, PciDevice, PciDeviceId, PciSlot
 from .kernel.platform import PlatformDevice
 from .kernel.simchar import BEHAVIOURS
 from .kernel.simdrv import SimBehaviour, SimPciDriver, SimPlatformDriver, errno_by_name
+from .kernel.simdump import DUMP_ERAS, DUMP_FORMATS, DumpSpec, DumpSupport
 from .kernfs import ErrnoError
 
 BUSES = ("platform", "pci")
@@ -62,6 +64,7 @@ class DriverSpec:
     pci_ids: list[PciDeviceId] = field(default_factory=list)
     probe_errno: int | None = None
     policy: str | None = None
+    dump: DumpSpec | None = None
     cls: str = "lifetime"
     node: str | None = None
     mode: int = 0o600
@@ -120,9 +123,12 @@ class Scenario:
             behaviour = BEHAVIOURS[spec.policy](
                 module, kernel.classes[spec.cls], spec.node or spec.name, spec.mode
             )
+        dump = DumpSupport(spec.dump, module) if spec.dump is not None else None
         if spec.bus == "platform":
-            return SimPlatformDriver(kernel, spec.name, behaviour, spec.id_table, spec.probe_errno)
-        return SimPciDriver(kernel, spec.name, behaviour, spec.pci_ids, spec.probe_errno)
+            return SimPlatformDriver(
+                kernel, spec.name, behaviour, spec.id_table, spec.probe_errno, dump
+            )
+        return SimPciDriver(kernel, spec.name, behaviour, spec.pci_ids, spec.probe_errno, dump)
 
     @staticmethod
     async def _add_device(kernel: Kernel, spec: DeviceSpec) -> None:
@@ -203,6 +209,43 @@ def _u(bits: int) -> Callable[[_Entry, str, int | None], int]:
 _u8, _u16, _u24, _u64 = _u(8), _u(16), _u(24), _u(64)
 
 
+def _parse_policy(entry: _Entry, spec: DriverSpec) -> None:
+    spec.policy = entry.optional("policy", str, "a policy name")
+    if spec.policy is not None and spec.policy not in BEHAVIOURS:
+        entry.fail("policy", " or ".join(repr(p) for p in BEHAVIOURS))
+    if spec.policy is not None:
+        spec.cls = entry.get("class", str, "a class name", "lifetime")
+        spec.node = entry.optional("node", str, "a device node name prefix")
+        spec.mode = entry.get("mode", int, "a mode such as 0o600", 0o600)
+        if not 0 <= spec.mode <= 0o777:
+            entry.fail("mode", "a mode such as 0o600")
+    else:
+        for key in ("class", "node", "mode"):
+            if key in entry.table:
+                entry.fail(key, "nothing: it needs a 'policy' (a character-device driver)")
+
+
+def _parse_dump(entry: _Entry, spec: DriverSpec) -> None:
+    era = entry.optional("dump", str, "a dump era")
+    if era is not None:
+        if era not in DUMP_ERAS:
+            entry.fail("dump", " or ".join(repr(e) for e in DUMP_ERAS))
+        size = entry.get("dump_size", int, "a size in bytes from 0 to 2**40", 1 << 20)
+        if not 0 <= size <= 1 << 40:
+            entry.fail("dump_size", "a size in bytes from 0 to 2**40")
+        fmt = entry.get("dump_format", str, "'binary' or 'text'", "binary")
+        if fmt not in DUMP_FORMATS:
+            entry.fail("dump_format", "'binary' or 'text'")
+        timeout = entry.get("dump_timeout", int, "a timeout in seconds", int(DEVCD_TIMEOUT))
+        if timeout < 0:
+            entry.fail("dump_timeout", "a timeout in seconds")
+        spec.dump = DumpSpec(era, size, fmt, float(timeout))
+    else:
+        for key in ("dump_size", "dump_format", "dump_timeout"):
+            if key in entry.table:
+                entry.fail(key, "nothing: it needs a 'dump' era")
+
+
 def _parse_driver(entry: _Entry, modules: list[str]) -> DriverSpec:
     name = entry.get("name", str, "a string")
     bus = entry.get("bus", str, "a string")
@@ -218,19 +261,8 @@ def _parse_driver(entry: _Entry, modules: list[str]) -> DriverSpec:
             spec.probe_errno = errno_by_name(probe_errno)
         except ValueError:
             entry.fail("probe_errno", 'an errno name such as "ENOMEM"')
-    spec.policy = entry.optional("policy", str, "a policy name")
-    if spec.policy is not None and spec.policy not in BEHAVIOURS:
-        entry.fail("policy", " or ".join(repr(p) for p in BEHAVIOURS))
-    if spec.policy is not None:
-        spec.cls = entry.get("class", str, "a class name", "lifetime")
-        spec.node = entry.optional("node", str, "a device node name prefix")
-        spec.mode = entry.get("mode", int, "a mode such as 0o600", 0o600)
-        if not 0 <= spec.mode <= 0o777:
-            entry.fail("mode", "a mode such as 0o600")
-    else:
-        for key in ("class", "node", "mode"):
-            if key in entry.table:
-                entry.fail(key, "nothing: it needs a 'policy' (a character-device driver)")
+    _parse_policy(entry, spec)
+    _parse_dump(entry, spec)
     if bus == "platform":
         id_table = entry.get("id_table", list, "an array of device names", [])
         if not all(isinstance(x, str) for x in id_table):

@@ -391,3 +391,12 @@ def test_failed_probe_returns_its_errno_and_logs(mount: Mount, failing_scenario:
     assert len(records) == 2
     assert records[-1].split(";", 1)[1] == "bar bar.3: probe with driver bar failed with error -12"
     assert records[-1].startswith("3,")
+
+
+def test_the_tree_cannot_be_changed_with_file_operations(mount: Mount) -> None:
+    assert "Permission denied" in mount.sh("echo 1 > sys/devices/platform/foo.0/nosuch").stderr
+    assert "Operation not permitted" in mount.sh("mkdir sys/devices/x").stderr
+    assert "Operation not permitted" in mount.sh(f"rm -f {FOO}/bind").stderr
+    assert "Operation not permitted" in mount.sh(f"ln -s foo {FOO}/link").stderr
+    assert "Operation not permitted" in mount.sh(f"mv {FOO}/bind {FOO}/bond").stderr
+    assert mount.sh(f"test -e {FOO}/bind").returncode == 0

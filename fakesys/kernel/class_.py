@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..kernfs import KernfsNode
+from .sysfs import SysfsAttr, SysfsBinAttr, create_bin_file, create_group
 
 if TYPE_CHECKING:
     from .core import Device
@@ -12,7 +14,12 @@ if TYPE_CHECKING:
 
 
 class Class:
-    """``struct class``."""
+    """``struct class``. ``dev_attrs`` and ``dev_bin_attrs`` are its dev_groups, given to
+    every device of the class; ``class_attrs`` its class_groups, in ``/sys/class/<name>``."""
+
+    dev_attrs: Sequence[SysfsAttr[Device]] = ()
+    dev_bin_attrs: Sequence[SysfsBinAttr[Device]] = ()
+    class_attrs: Sequence[SysfsAttr[Class]] = ()
 
     def __init__(self, kernel: Kernel, name: str) -> None:
         self.kernel = kernel
@@ -21,9 +28,17 @@ class Class:
         self.kn: KernfsNode | None = None
 
     def register(self) -> None:
-        """class_register(): the ``/sys/class/<name>`` directory."""
+        """class_register(): the ``/sys/class/<name>`` directory and class attributes."""
         self.kn = self.kernel.kernfs.create_dir(self.kernel.class_kn, self.name)
+        create_group(self.kernel.kernfs, self.kn, self, self.class_attrs)
         self.kernel.classes[self.name] = self
+
+    def add_device_attrs(self, dev: Device) -> None:
+        assert dev.kn is not None
+        root = self.kernel.kernfs
+        create_group(root, dev.kn, dev, self.dev_attrs)
+        for attr in self.dev_bin_attrs:
+            create_bin_file(root, dev.kn, dev, attr)
 
     def add_device_links(self, dev: Device) -> None:
         """device_add_class_symlinks(): ``subsystem``, ``device`` (to the parent) and the

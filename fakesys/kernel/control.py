@@ -6,6 +6,9 @@
 ``hold/<point>``                  ``1`` arms, ``0`` releases; reads ``off``, ``armed`` or ``held``
 ``delay/<point>``                 a pause in milliseconds at the same place
 ``kasan_multi_shot``              ``1``: report every use after free, not only the first
+``debug_locks``                   lockdep on (1) or off (0); the first report or taint turns it off
+``advance_clock``                 write seconds: the engine's clock jumps ahead (timeouts fire)
+``uevents``                       the uevent stream, as ``udevadm monitor --kernel --property``
 ``devices/<dev>/feed``            bytes written here arrive from the device's hardware
 ``devices/<dev>/irq``             a write raises the device's interrupt; reads the count
 ================================  ===========================================================
@@ -15,10 +18,15 @@ The hold points are listed in :data:`fakesys.kernel.hold.HOLD_POINTS`.
 
 from __future__ import annotations
 
+import collections
 import errno
+import select
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..kernfs import ErrnoError, KernfsNode
+import trio
+
+from ..kernfs import ErrnoError, FileOps, KernfsNode, OpenFile
 from .hold import HOLD_POINTS, HoldPoint
 from .hw import Hardware
 from .lib import buf_to_str, kstrtobool, kstrtoul
@@ -50,6 +58,23 @@ async def _init_module_store(kernel: Kernel, buf: bytes) -> int:
     if kernel.module_loader is None:
         raise ErrnoError(errno.ENOENT)
     await kernel.module_loader(name)
+    return len(buf)
+
+
+def _debug_locks_show(kernel: Kernel) -> str:
+    return f"{int(kernel.lockdep.debug_locks)}\n"
+
+
+async def _debug_locks_store(kernel: Kernel, buf: bytes) -> int:
+    kernel.lockdep.debug_locks = kstrtobool(buf_to_str(buf))
+    return len(buf)
+
+
+async def _advance_clock_store(kernel: Kernel, buf: bytes) -> int:
+    """Move the clock, then return once the work that fell due has run, so a script that
+    advances past a timeout sees its effect."""
+    kernel.clock.advance(kstrtoul(buf_to_str(buf), 10))
+    await kernel.settle_due_work()
     return len(buf)
 
 
@@ -94,6 +119,8 @@ KERNEL_FILES = (
     SysfsAttr["Kernel"]("delete_module", WO, store=_delete_module_store),
     SysfsAttr["Kernel"]("init_module", WO, store=_init_module_store),
     SysfsAttr["Kernel"]("kasan_multi_shot", RW, _multi_shot_show, _multi_shot_store),
+    SysfsAttr["Kernel"]("debug_locks", RW, _debug_locks_show, _debug_locks_store),
+    SysfsAttr["Kernel"]("advance_clock", WO, store=_advance_clock_store),
 )
 HW_FILES = (
     SysfsAttr[Hardware]("feed", WO, store=_feed_store),
@@ -117,6 +144,71 @@ def create_control_files(kernel: Kernel) -> None:
         create_file(root, holds, point, SysfsAttr(name, CONTROL_MODE, HoldPoint.show, _hold_store))
         create_file(root, delays, point, SysfsAttr(name, CONTROL_MODE, _delay_show, _delay_store))
     root.create_dir(top, "devices")
+    root.create_file(top, "uevents", 0o400, UeventMonitor(kernel))
+
+
+class UeventMonitor(FileOps):
+    """The uevent stream: every event sent after the open, in the format of
+    ``udevadm monitor --kernel --property``, one event per read. Blocks when there is none
+    (EAGAIN with O_NONBLOCK); pollable."""
+
+    may_block = True
+    seekable = False
+    BACKLOG = 4096  # events kept per reader; older ones are dropped, as a full socket drops
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+
+    async def open(self, of: OpenFile) -> None:
+        reader = _MonitorReader(collections.deque(maxlen=self.BACKLOG), of)
+        of.private = reader
+        self.kernel.uevent_listeners.append(reader.listener)
+        reader.format = self.format
+
+    def format(self, variables: list[tuple[str, str]]) -> bytes:
+        env = dict(variables)
+        now = self.kernel.clock.now()
+        head = (
+            f"KERNEL[{int(now)}.{int(now % 1 * 1e6):06d}] {env['ACTION']:<8} "
+            f"{env['DEVPATH']} ({env['SUBSYSTEM']})\n"
+        )
+        return (head + "".join(f"{k}={v}\n" for k, v in variables) + "\n").encode()
+
+    @staticmethod
+    def _reader(of: OpenFile) -> _MonitorReader:
+        assert isinstance(of.private, _MonitorReader)
+        return of.private
+
+    async def read(self, of: OpenFile, offset: int, size: int) -> bytes:
+        reader = self._reader(of)
+        while not reader.queue:
+            if of.nonblocking:
+                raise ErrnoError(errno.EAGAIN)
+            await reader.arrived.park()
+        event = reader.queue.popleft()
+        if len(event) > size:
+            reader.queue.appendleft(event[size:])
+            return event[:size]
+        return event
+
+    def poll(self, of: OpenFile) -> int:
+        return select.POLLIN | select.POLLRDNORM if self._reader(of).queue else 0
+
+    async def release(self, of: OpenFile) -> None:
+        self.kernel.uevent_listeners.remove(self._reader(of).listener)
+
+
+class _MonitorReader:
+    def __init__(self, queue: collections.deque[bytes], of: OpenFile) -> None:
+        self.queue = queue
+        self.of = of
+        self.arrived = trio.lowlevel.ParkingLot()
+        self.format: Callable[[list[tuple[str, str]]], bytes] = lambda variables: b""
+
+    def listener(self, variables: list[tuple[str, str]]) -> None:
+        self.queue.append(self.format(variables))
+        self.arrived.unpark_all()
+        self.of.node.notify()
 
 
 def add_hardware_controls(kernel: Kernel, name: str, hw: Hardware) -> None:

@@ -59,6 +59,8 @@ class Device:
         self.driver_data: object = None
         self.driver_override: str | None = None
         self.runtime_forbidden = False
+        #: dev_set_uevent_suppress(): device_add() sends no ``add`` event.
+        self.uevent_suppress = False
         #: The mode of the /dev node devtmpfs makes for a device with a number.
         self.devnode_mode = DEFAULT_DEVNODE_MODE
         self.hw = Hardware()
@@ -203,6 +205,7 @@ async def device_add(dev: Device) -> None:
     create_file(root, dev.kn, dev, DEV_ATTR_UEVENT)
     if dev.cls is not None:
         dev.cls.add_device_links(dev)
+        dev.cls.add_device_attrs(dev)
     if dev.bus is not None:
         create_group(root, dev.kn, dev, dev.bus.dev_attrs)
         dev.bus.add_device(dev)
@@ -211,7 +214,8 @@ async def device_add(dev: Device) -> None:
         create_file(root, dev.kn, dev, DEV_ATTR_DEV)
         kernel.add_sys_dev_entry(dev)
         devtmpfs_create_node(dev, dev.devnode_mode)
-    kobject_uevent(kernel, KOBJ_ADD, dev.devpath(), dev.subsystem_name(), dev.uevent_env())
+    if not dev.uevent_suppress:
+        kobject_uevent(kernel, KOBJ_ADD, dev.devpath(), dev.subsystem_name(), dev.uevent_env())
     if dev.bus is not None:
         await dev.bus.probe_device(dev)
 

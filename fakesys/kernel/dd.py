@@ -17,6 +17,7 @@ from .devres import devres_release_all
 from .kobject_uevent import KOBJ_BIND, KOBJ_UNBIND, kobject_uevent
 from .printk import KERN_CRIT, KERN_DEBUG, KERN_ERR
 from .stacktrace import frame
+from .sysfs import WO, SysfsAttr, create_file
 
 if TYPE_CHECKING:
     from .core import Device
@@ -32,20 +33,35 @@ def driver_match_device(drv: Driver, dev: Device) -> bool:
     return drv.bus.match(dev, drv)
 
 
+async def coredump_store(dev: Device, buf: bytes) -> int:
+    """``/sys/devices/.../coredump`` (0200): anything written runs the driver's .coredump()
+    under the device lock."""
+    async with dev.lock:
+        if dev.driver is not None:
+            await dev.driver.coredump(dev)
+    return len(buf)
+
+
+DEV_ATTR_COREDUMP = SysfsAttr["Device"]("coredump", WO, store=coredump_store)
+
+
 def driver_sysfs_add(dev: Device) -> None:
-    """The ``<drv>/<dev>`` and ``<dev>/driver`` links."""
+    """The ``<drv>/<dev>`` and ``<dev>/driver`` links, and ``coredump`` when the driver
+    can dump."""
     drv = dev.driver
     assert drv is not None and drv.kn is not None and dev.kn is not None
     root = dev.kernel.kernfs
     root.create_link(drv.kn, dev.name, dev.kn)
     root.create_link(dev.kn, "driver", drv.kn)
+    if drv.has_coredump:
+        create_file(root, dev.kn, dev, DEV_ATTR_COREDUMP)
 
 
 async def driver_sysfs_remove(dev: Device) -> None:
     drv = dev.driver
     assert drv is not None and drv.kn is not None and dev.kn is not None
     root = dev.kernel.kernfs
-    for kn in (drv.kn.lookup(dev.name), dev.kn.lookup("driver")):
+    for kn in (drv.kn.lookup(dev.name), dev.kn.lookup("driver"), dev.kn.lookup("coredump")):
         if kn is not None:
             await root.remove(kn)
 

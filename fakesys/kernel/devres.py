@@ -27,6 +27,7 @@ class Devres:
 
     name: str
     release: Action
+    module: str | None = None
 
 
 def devres_add(dev: Device, res: Devres) -> None:
@@ -37,7 +38,7 @@ async def devres_release_all(dev: Device) -> None:
     with frame("devres_release_all"):
         while dev.devres:
             res = dev.devres.pop()
-            with frame(res.name):
+            with frame(res.name, module=res.module):
                 result = res.release()
                 if result is not None:
                     await result
@@ -55,6 +56,7 @@ def devm_kzalloc(dev: Device, size: int, what: str) -> Object:
     return obj
 
 
-def devm_add_action(dev: Device, action: Action, name: str) -> None:
-    """devm_add_action(): run ``action`` at unbind, in devres order."""
-    devres_add(dev, Devres(name, action))
+def devm_add_action(dev: Device, action: Action, name: str, module: str | None = None) -> None:
+    """devm_add_action(): run ``action`` at unbind, in devres order; ``name`` (of ``module``)
+    is the frame it runs in."""
+    devres_add(dev, Devres(name, action, module))

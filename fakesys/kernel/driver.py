@@ -42,6 +42,15 @@ class Driver:
     def free(self) -> None:
         """The driver's memory goes away with its module."""
 
+    @property
+    def has_coredump(self) -> bool:
+        """Whether the driver has a ``.coredump()`` callback (and its devices a ``coredump``
+        attribute while bound)."""
+        return False
+
+    async def coredump(self, dev: Device) -> None:
+        """Dump the device's state (``echo 1 > /sys/devices/.../coredump``)."""
+
 
 async def driver_register(drv: Driver) -> None:
     await bus_add_driver(drv)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .devres import Devres, devres_add
+from .sched import run_as_kernel_thread
 from .stacktrace import Frames, enter, frames
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class Tasklet:
         self.kernel.spawn(self._run)
 
     async def _run(self) -> None:
+        run_as_kernel_thread("ksoftirqd/0")
         try:
             await self.kernel.hold.reach("tasklet")
             with enter(SOFTIRQ_FRAMES + self.frames):

@@ -7,6 +7,8 @@ sysfs that fakesys serves (``/dev/kmsg``, ``/proc/sys/kernel/tainted``).
 
 from __future__ import annotations
 
+import contextvars
+import weakref
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -17,8 +19,10 @@ from .char_dev import Cdev
 from .class_ import Class
 from .control import create_control_files
 from .core import Device, device_add
+from .devcoredump import Devcoredump
 from .hold import HoldPoints
 from .kasan import Kasan
+from .ksysfs import ksysfs_init
 from .lockdep import Lockdep
 from .module import Module
 from .panic import Taint
@@ -27,7 +31,7 @@ from .platform import PlatformBus
 from .printk import KERN_INFO, KERN_WARNING, DevKmsg, PrintkBuffer
 from .sched import current
 from .slab import Slab
-from .workqueue import Clock
+from .workqueue import Clock, DelayedWork
 
 UTS_RELEASE = "6.18.0-fakesys"
 UTS_VERSION = "#1 SMP PREEMPT_DYNAMIC"
@@ -45,7 +49,9 @@ class Kernel:
             self.log, self.taint, self.dump_stack_header, self.lockdep.debug_locks_off
         )
         self.slab = Slab(self.kasan)
+        self.devcoredump = Devcoredump(self)
         self.uevent_seqnum = 0
+        self.uevent_helper = ""
         self.uevent_listeners: list[Callable[[list[tuple[str, str]]], None]] = []
         self.buses: dict[str, BusType] = {}
         self.classes: dict[str, Class] = {}
@@ -54,6 +60,7 @@ class Kernel:
         self.chrdevs: dict[int, str] = {}
         self.cdev_map: dict[tuple[int, int], Cdev] = {}
         self.hold = HoldPoints()
+        self.delayed_works: weakref.WeakSet[DelayedWork] = weakref.WeakSet()
         #: Serializes driver lookups with driver unregistration (the driver_lock of seed 004).
         self.driver_lock = trio.Lock()
         #: Where deferred work (tasklets, workqueues, timers) runs; set by whoever runs the
@@ -77,11 +84,23 @@ class Kernel:
         self.platform_bus_device = Device(self, "platform")
         self.pci_host_bridge = Device(self, "pci0000:00")
 
+    async def settle_due_work(self) -> None:
+        """Wait until the delayed work whose deadline has passed has run."""
+        now = self.clock.now()
+        for work in list(self.delayed_works):
+            if work.pending and work.deadline <= now:
+                await work.wait_idle()
+
     def spawn(self, fn: Callable[[], Awaitable[object]]) -> None:
-        """Run ``fn`` as deferred kernel work (a softirq, a work item)."""
+        """Run ``fn`` as deferred kernel work (a softirq, a work item).
+
+        It starts from an empty context: a kernel thread inherits neither the caller's
+        identity nor its held locks nor its stack, as trio's copy of the spawner's context
+        would otherwise give it.
+        """
         if self.nursery is None:
             raise RuntimeError("deferred work needs Kernel.nursery")
-        self.nursery.start_soon(fn)
+        contextvars.Context().run(self.nursery.start_soon, fn)
 
     def _kernfs_warning(self, message: str) -> None:
         self.log.emit(KERN_WARNING, message)
@@ -110,7 +129,9 @@ class Kernel:
         root.create_file(self.proc_sys_kernel_kn, "tainted", 0o644, self.taint.proc_attribute())
         osrelease = Attribute(lambda: f"{UTS_RELEASE}\n", sysfs=False)
         root.create_file(self.proc_sys_kernel_kn, "osrelease", 0o444, osrelease)
+        ksysfs_init(self)
         create_control_files(self)
+        self.devcoredump.cls.register()
         PlatformBus(self).register()
         PciBus(self).register()
         await device_add(self.platform_bus_device)

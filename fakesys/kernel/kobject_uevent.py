@@ -7,9 +7,13 @@ Writing an action to a ``uevent`` file synthesizes an event with ``SYNTH_UUID``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import re
+import subprocess
 from typing import TYPE_CHECKING
+
+import trio
 
 from ..kernfs import ErrnoError
 from .printk import KERN_WARNING
@@ -55,7 +59,24 @@ def kobject_uevent(
     variables.append(("SEQNUM", str(kernel.uevent_seqnum)))
     for listener in kernel.uevent_listeners:
         listener(variables)
+    if kernel.uevent_helper:
+        kernel.spawn(lambda: _run_uevent_helper(kernel.uevent_helper, subsystem, variables))
     return variables
+
+
+async def _run_uevent_helper(helper: str, subsystem: str, variables: Env) -> None:
+    """call_usermodehelper(UMH_NO_WAIT): ``helper SUBSYSTEM`` with the event as environment,
+    plus HOME and PATH (init_uevent_argv() and kobject_uevent_env())."""
+    env = {"HOME": "/", "PATH": "/sbin:/bin:/usr/sbin:/usr/bin", **dict(variables)}
+    with contextlib.suppress(OSError):
+        await trio.run_process(
+            [helper, subsystem],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
 
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")

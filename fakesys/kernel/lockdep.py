@@ -41,6 +41,11 @@ class Held:
     stack: tuple[str, ...]
 
 
+def _site(frames: tuple[str, ...]) -> str:
+    """Where a lock was taken: the first frame below lock_acquire()."""
+    return next((f for f in frames if not f.startswith("lock_acquire+")), "?")
+
+
 _held: contextvars.ContextVar[tuple[Held, ...]] = contextvars.ContextVar("held", default=())
 
 
@@ -66,7 +71,10 @@ class Lockdep:
 
     def acquire(self, cls: LockClass, at: str) -> None:
         """Record ``cls`` taken at function ``at`` by the current task, checking the order."""
-        acquired_stack = stack(at)
+        acquired_stack = stack()
+        if not acquired_stack or not acquired_stack[0].startswith(f"{at}+"):
+            acquired_stack = stack(at)
+        acquired_stack = (*stack("lock_acquire")[:1], *acquired_stack)
         for held in _held.get():
             self._add_dependency(held, cls, acquired_stack)
         _held.set((*_held.get(), Held(cls, at, acquired_stack)))
@@ -124,10 +132,10 @@ class Lockdep:
             f"{kernel.uname} {kernel.taint.print_tainted()}",
             THIN,
             f"{task.comm}/{task.pid} is trying to acquire lock:",
-            f"({new.name}), at: {new_stack[0]}",
+            f"({new.name}), at: {_site(new_stack)}",
             "",
             "but task is already holding lock:",
-            f"({held.cls.name}), at: {held.stack[0]}",
+            f"({held.cls.name}), at: {_site(held.stack)}",
             "",
             "which lock already depends on the new lock.",
             "",
@@ -155,8 +163,8 @@ class Lockdep:
             "       CPU0                    CPU1",
             "       ----                    ----",
             f"  lock({held.cls.name});",
-            f"                               lock({chain[-2].name if len(chain) > 2 else new.name});",
-            f"                               lock({held.cls.name});",
+            f"{' ' * 31}lock({chain[-2].name if len(chain) > 2 else new.name});",
+            f"{' ' * 31}lock({held.cls.name});",
             f"  lock({new.name});",
             "",
             " *** DEADLOCK ***",

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .core import Device
     from .kernel import Kernel
     from .module import Module
+    from .simdump import DumpSupport
 
 PRIV_SIZE = 256
 DRIVER_SIZE = 192  # sizeof(struct platform_driver), near enough
@@ -58,10 +59,14 @@ class SimDriver(Driver):
 
     behaviour: SimBehaviour
     probe_errno: int | None
+    dump: DumpSupport | None
 
-    def _init_sim(self, behaviour: SimBehaviour, probe_errno: int | None) -> None:
+    def _init_sim(
+        self, behaviour: SimBehaviour, probe_errno: int | None, dump: DumpSupport | None
+    ) -> None:
         self.behaviour = behaviour
         self.probe_errno = probe_errno
+        self.dump = dump
         with frame("do_init_module", f"{self.name}_init", module=behaviour.module_name):
             self.obj = self.kernel.slab.kmalloc(
                 DRIVER_SIZE, f"struct {self.name}_driver", stack("__driver_register")
@@ -72,10 +77,20 @@ class SimDriver(Driver):
             if self.probe_errno is not None:
                 raise ErrnoError(self.probe_errno)
             await self.behaviour.probe(self, dev)
+            if self.dump is not None:
+                self.dump.probe(self, dev)
 
     async def remove(self, dev: Device) -> None:
         with frame(f"{self.name}_remove", module=self.behaviour.module_name):
             await self.behaviour.remove(self, dev)
+
+    @property
+    def has_coredump(self) -> bool:
+        return self.dump is not None
+
+    async def coredump(self, dev: Device) -> None:
+        if self.dump is not None:
+            await self.dump.coredump(self, dev)
 
     def free(self) -> None:
         """The module's memory goes away with it (free_module())."""
@@ -92,9 +107,10 @@ class SimPlatformDriver(SimDriver, PlatformDriver):
         behaviour: SimBehaviour,
         id_table: Sequence[str] = (),
         probe_errno: int | None = None,
+        dump: DumpSupport | None = None,
     ) -> None:
         PlatformDriver.__init__(self, kernel, name, behaviour.module, id_table)
-        self._init_sim(behaviour, probe_errno)
+        self._init_sim(behaviour, probe_errno, dump)
 
 
 class SimPciDriver(SimDriver, PciDriver):
@@ -105,9 +121,10 @@ class SimPciDriver(SimDriver, PciDriver):
         behaviour: SimBehaviour,
         id_table: Sequence[PciDeviceId] = (),
         probe_errno: int | None = None,
+        dump: DumpSupport | None = None,
     ) -> None:
         PciDriver.__init__(self, kernel, name, behaviour.module, id_table)
-        self._init_sim(behaviour, probe_errno)
+        self._init_sim(behaviour, probe_errno, dump)
 
 
 def errno_by_name(name: str) -> int:

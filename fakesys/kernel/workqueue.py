@@ -15,9 +15,13 @@ import trio
 
 from .lockdep import LockClass
 from .sched import run_as_kernel_thread
+from .stacktrace import enter, frames
 
 if TYPE_CHECKING:
     from .kernel import Kernel
+
+
+WORKER_FRAMES = frames("ret_from_fork", "kthread", "worker_thread", "process_one_work")
 
 
 class Clock:
@@ -64,6 +68,7 @@ class DelayedWork:
         self._generation = 0
         self._idle = trio.Event()
         self._idle.set()
+        kernel.delayed_works.add(self)
 
     def schedule(self, delay: float) -> bool:
         """schedule_delayed_work(): False if it was already pending."""
@@ -96,6 +101,10 @@ class DelayedWork:
             self._arm(0)
         await self._idle.wait()
 
+    async def wait_idle(self) -> None:
+        """Until neither pending nor running (no lockdep: not a flush a driver makes)."""
+        await self._idle.wait()
+
     async def disable_sync(self) -> None:
         """disable_delayed_work_sync(): cancel, wait for a running one, never run again."""
         self.disabled = True
@@ -117,7 +126,10 @@ class DelayedWork:
         self.running = True
         run_as_kernel_thread("kworker/u8:2")
         try:
-            with self.kernel.lockdep.holding(self.lock_class, "process_one_work"):
+            with (
+                enter(WORKER_FRAMES),
+                self.kernel.lockdep.holding(self.lock_class, "process_one_work"),
+            ):
                 await self.fn()
         finally:
             self.running = False

@@ -248,13 +248,26 @@ class KernfsRoot:
 
         Removing a node that is already being removed waits for nothing more and returns.
         """
+        nodes = self._deactivate(node)
+        for n in nodes:
+            await n._drain()
+        self._unlink(node, nodes)
+
+    def remove_link(self, node: KernfsNode) -> None:
+        """Remove a symlink at once: no callback ever runs on one, so there is nothing to
+        wait for (sysfs_remove_link() from a release function)."""
+        assert node.kind is NodeKind.LINK
+        self._unlink(node, self._deactivate(node))
+
+    def _deactivate(self, node: KernfsNode) -> list[KernfsNode]:
         nodes = [n for n in node.subtree() if not n._deactivated]
         for n in nodes:
             n._deactivated = True
             if n._active == 0:
                 n._drained.set()
-        for n in nodes:
-            await n._drain()
+        return nodes
+
+    def _unlink(self, node: KernfsNode, nodes: list[KernfsNode]) -> None:
         for n in nodes:
             parent = n.parent
             if parent is not None and parent.children.get(n.name) is n:

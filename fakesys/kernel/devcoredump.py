@@ -1,0 +1,323 @@
+"""Device coredumps (drivers/base/devcoredump.c), in the behaviour of each kernel era.
+
+A dump is ``/sys/devices/virtual/devcoredump/devcdN`` (N from 1, never reused) with ``data``
+(0600, size 0: reads hand at most a page to the driver's read callback), ``failing_device``,
+``subsystem``, ``uevent`` and ``power/``; ``/sys/class/devcoredump/devcdN``; the back-link
+``devcoredump`` in the failing device's directory. One ``add`` uevent goes out once both links
+exist. Any write of a byte or more deletes the dump, asynchronously; the timeout (five minutes
+unless the driver chose another, on the engine's clock) does too. A dump pins the failing
+device and, when created with an owner, its module. ``/sys/class/devcoredump/disabled`` takes
+only ``1``, drops every dump, and makes later ones vanish at once.
+
+The core's locking comes in two eras (kernel-abi.md §1):
+
+``pre-fix`` (2024 to v6.17)
+    The write takes ``devcd->mutex``; dev_coredump_put() holds the mutex while it flushes the
+    deletion work, whose device_del() drains the writers of ``data``: lockdep sees the cycle.
+``fixed`` (the 2025 "circular locking dependency" fix)
+    The write only re-arms the work; deletion disables the work first, then takes the mutex.
+
+and the patch of seed 000 (Rodrigo Vivi, January 2024, not merged) makes every dump a devres
+of its failing device, removed when that device unbinds.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..kernfs import ErrnoError
+from .class_ import Class
+from .core import Device, device_add, device_del, get_device, put_device
+from .devres import devm_add_action
+from .kobject_uevent import KOBJ_ADD, kobject_uevent
+from .lib import buf_to_str, simple_strtol
+from .lockdep import LockClass
+from .printk import KERN_WARNING
+from .stacktrace import frame, stack
+from .sysfs import RW, SysfsAttr, SysfsBinAttr
+from .workqueue import DelayedWork
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+    from .module import Module
+
+DEVCD_TIMEOUT = 5 * 60.0  # seconds: HZ * 60 * 5
+CORE_PRE_FIX = "pre-fix"
+CORE_FIXED = "fixed"
+CORE_SEED = "seed"
+
+DevcdRead = Callable[[int, int], Awaitable[bytes]]
+DevcdFree = Callable[[], None]
+
+MUTEX_CLASS = LockClass("&devcd->mutex")
+WORK_CLASS = LockClass("(work_completion)(&(&devcd->del_wk)->work)")
+
+
+@dataclass
+class DevcdEntry:
+    """``struct devcd_entry``."""
+
+    devcd: Devcoredump
+    dev: Device  # the devcdN device
+    failing_dev: Device
+    owner: Module | None
+    read: DevcdRead
+    free: DevcdFree
+    core: str
+    del_wk: DelayedWork | None = None
+    delete_work: bool = False  # pre-fix
+    deleted: bool = False  # fixed
+    init_completed: bool = False  # fixed
+    released: bool = False
+
+    def __post_init__(self) -> None:
+        self.mutex = trio.Lock()
+        self.obj = self.dev.kernel.slab.kmalloc(
+            512, "struct devcd_entry", stack("kzalloc_noprof", "dev_coredumpm_timeout")
+        )
+
+    @property
+    def kernel(self) -> Kernel:
+        return self.dev.kernel
+
+    async def lock(self, at: str) -> None:
+        self.kernel.lockdep.acquire(MUTEX_CLASS, at)
+        await self.mutex.acquire()
+
+    def unlock(self) -> None:
+        self.mutex.release()
+        self.kernel.lockdep.release(MUTEX_CLASS)
+
+
+class Devcoredump:
+    """The devcoredump core: its class, its counter, the ``disabled`` switch."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.count = 0
+        self.disabled = False
+        self.entries: dict[Device, DevcdEntry] = {}  # by devcd device
+        self.cls = DevcdClass(kernel, self)
+        self.data_active = kernel.lockdep.kn_active_class("devcd data")
+
+    def find(self, failing_dev: Device) -> DevcdEntry | None:
+        """class_find_device(devcd_match_failing): a dump still on the class list."""
+        return next(
+            (e for e in self.entries.values() if e.failing_dev is failing_dev and e.dev.registered),
+            None,
+        )
+
+    async def dev_coredumpm(
+        self,
+        failing_dev: Device,
+        owner: Module | None,
+        read: DevcdRead,
+        free: DevcdFree,
+        timeout: float = DEVCD_TIMEOUT,
+        core: str = CORE_FIXED,
+    ) -> DevcdEntry | None:
+        """dev_coredumpm_timeout(): create the dump, or drop it (calling ``free``) when
+        dumps are disabled, one exists for this device, or the owner is going away."""
+        with frame("dev_coredumpm_timeout"):
+            if self.disabled or self.find(failing_dev) is not None:
+                free()
+                return None
+            if owner is not None and not owner.try_get():
+                free()
+                return None
+            self.count += 1
+            dev = Device(self.kernel, f"devcd{self.count}", cls=self.cls)
+            entry = DevcdEntry(self, dev, get_device(failing_dev), owner, read, free, core)
+            entry.del_wk = DelayedWork(self.kernel, lambda: self._devcd_del(entry), WORK_CLASS)
+            dev.release = lambda _dev: self._devcd_dev_release(entry)
+            dev.uevent_suppress = True
+            self.entries[dev] = entry
+            await entry.lock("dev_coredumpm_timeout")
+            try:
+                if core == CORE_FIXED:
+                    entry.del_wk.schedule(timeout)
+                await device_add(dev)
+                self._create_links(entry)
+                dev.uevent_suppress = False
+                kobject_uevent(
+                    self.kernel, KOBJ_ADD, dev.devpath(), dev.subsystem_name(), dev.uevent_env()
+                )
+                if core == CORE_FIXED:
+                    entry.init_completed = True
+                else:
+                    entry.del_wk.schedule(timeout)
+            finally:
+                entry.unlock()
+            if core == CORE_SEED:
+                # The patch: remove the dump when the failing device goes (devm_add_action),
+                # and cancel the timeout with it (devm_delayed_work_autocancel).
+                devm_add_action(failing_dev, lambda: self._seed_devcd_remove(entry), "devcd_remove")
+                devm_add_action(
+                    failing_dev, lambda: self._seed_autocancel(entry), "devm_delayed_work_drop"
+                )
+            return entry
+
+    def _create_links(self, entry: DevcdEntry) -> None:
+        root = self.kernel.kernfs
+        assert entry.dev.kn is not None and entry.failing_dev.kn is not None
+        try:
+            root.create_link(entry.dev.kn, "failing_device", entry.failing_dev.kn)
+            root.create_link(entry.failing_dev.kn, "devcoredump", entry.dev.kn)
+        except ErrnoError:
+            entry.failing_dev.printk(KERN_WARNING, "devcoredump create_link failed")
+
+    # -- reading and writing data --
+
+    async def data_read(self, entry: DevcdEntry, offset: int, count: int) -> bytes:
+        with frame("devcd_data_read"):
+            return await entry.read(offset, count)
+
+    async def data_write(self, entry: DevcdEntry, offset: int, data: bytes) -> int:
+        """Any write deletes the dump, later, from the work."""
+        assert entry.del_wk is not None
+        lockdep = self.kernel.lockdep
+        with frame("devcd_data_write"), lockdep.holding(self.data_active, "kernfs_fop_write_iter"):
+            entry.obj.access(0x40, 8, write=False, stack=stack())
+            if entry.core == CORE_FIXED:
+                if entry.del_wk.cancel():
+                    entry.del_wk.schedule(0)
+            else:
+                await entry.lock("devcd_data_write")
+                try:
+                    if not entry.delete_work:
+                        entry.delete_work = True
+                        entry.del_wk.mod(0)
+                finally:
+                    entry.unlock()
+        return len(data)
+
+    # -- deletion --
+
+    async def _devcd_del(self, entry: DevcdEntry) -> None:
+        """The work: delete the device (devcd_del())."""
+        with frame("devcd_del"):
+            if entry.core == CORE_FIXED:
+                await entry.lock("devcd_del")
+                init_completed = entry.init_completed
+                entry.unlock()
+                if init_completed:
+                    await self._devcd_del_device(entry)
+            else:
+                await self._devcd_del_device(entry)
+
+    async def _devcd_del_device(self, entry: DevcdEntry) -> None:
+        """__devcd_del(): device_del(), which drains the users of ``data``, then the put."""
+        if entry.deleted:
+            return
+        entry.deleted = True
+        # kernfs_drain() is a lock acquisition to lockdep (rwsem_acquire on kn->dep_map).
+        with frame("device_del", "kernfs_remove", "kernfs_drain"):
+            self.kernel.lockdep.acquire(self.data_active, "kernfs_drain")
+            self.kernel.lockdep.release(self.data_active)
+        await device_del(entry.dev)
+        put_device(entry.dev)
+
+    async def devcd_free(self, entry: DevcdEntry) -> None:
+        """Delete synchronously (disabled, dev_coredump_put(), module exit)."""
+        assert entry.del_wk is not None
+        with frame("devcd_free"):
+            if entry.core == CORE_FIXED:
+                await entry.del_wk.disable_sync()
+                await entry.lock("devcd_free")
+                try:
+                    await self._devcd_del_device(entry)
+                finally:
+                    entry.unlock()
+            else:
+                await entry.lock("devcd_free")
+                try:
+                    entry.delete_work = True
+                    await entry.del_wk.flush()
+                finally:
+                    entry.unlock()
+
+    async def dev_coredump_put(self, failing_dev: Device) -> None:
+        """Delete the dump of ``failing_dev``, if there is one (v6.10)."""
+        with frame("dev_coredump_put"):
+            entry = self.find(failing_dev)
+            if entry is not None:
+                await self.devcd_free(entry)
+
+    def _devcd_dev_release(self, entry: DevcdEntry) -> None:
+        """The last put of the devcd device (devcd_dev_release())."""
+        with frame("devcd_dev_release"):
+            entry.free()
+            if entry.owner is not None:
+                entry.owner.put()
+            failing = entry.failing_dev
+            link = failing.kn.lookup("devcoredump") if failing.kn is not None else None
+            if link is not None and failing.kn is not None and failing.kn.active:
+                self.kernel.kernfs.remove_link(link)
+            put_device(failing)
+            del self.entries[entry.dev]
+            entry.released = True
+            self.kernel.slab.kfree(entry.obj, stack("kfree"))
+
+    def _seed_devcd_remove(self, entry: DevcdEntry) -> None:
+        """The devm action of seed 000: devcd_remove_now() on the failing device's unbind."""
+        assert entry.del_wk is not None
+        with frame("devcd_remove"):
+            if not entry.obj.access(0x40, 8, write=True, stack=stack()):
+                return
+            if not entry.delete_work:
+                entry.delete_work = True
+                entry.del_wk.mod(0)
+
+    def _seed_autocancel(self, entry: DevcdEntry) -> None:
+        assert entry.del_wk is not None
+        with frame("devm_delayed_work_drop"):
+            if entry.obj.access(0x48, 8, write=True, stack=stack()):
+                entry.del_wk.cancel()
+
+    async def disable(self) -> None:
+        """``echo 1 > /sys/class/devcoredump/disabled``."""
+        self.disabled = True
+        for entry in list(self.entries.values()):
+            if entry.dev.registered:
+                await self.devcd_free(entry)
+
+
+async def _disabled_store(cls: Class, buf: bytes) -> int:
+    assert isinstance(cls, DevcdClass)
+    # simple_strtol(): "1abc" counts as 1; anything but 1 is refused, 0 included.
+    if simple_strtol(buf_to_str(buf)) != 1:
+        raise ErrnoError(errno.EINVAL)
+    await cls.core.disable()
+    return len(buf)
+
+
+def _disabled_show(cls: Class) -> str:
+    assert isinstance(cls, DevcdClass)
+    return f"{int(cls.core.disabled)}\n"
+
+
+def _entry(dev: Device) -> DevcdEntry:
+    assert isinstance(dev.cls, DevcdClass)
+    return dev.cls.core.entries[dev]
+
+
+async def _data_read(dev: Device, offset: int, count: int) -> bytes:
+    return await _entry(dev).devcd.data_read(_entry(dev), offset, count)
+
+
+async def _data_write(dev: Device, offset: int, data: bytes) -> int:
+    return await _entry(dev).devcd.data_write(_entry(dev), offset, data)
+
+
+class DevcdClass(Class):
+    dev_bin_attrs = (SysfsBinAttr[Device]("data", 0o600, _data_read, _data_write, size=0),)
+    class_attrs = (SysfsAttr[Class]("disabled", RW, _disabled_show, _disabled_store),)
+
+    def __init__(self, kernel: Kernel, core: Devcoredump) -> None:
+        super().__init__(kernel, "devcoredump")
+        self.core = core

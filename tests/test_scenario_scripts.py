@@ -27,7 +27,7 @@ def run(script: Path, env: dict[str, str] | None = None) -> subprocess.Completed
 
 
 def test_there_is_a_script_for_every_seed() -> None:
-    assert [s.name[:3] for s in SCRIPTS] == ["001", "001", "002", "003", "004"]
+    assert [s.name[:3] for s in SCRIPTS] == ["000", "001", "001", "002", "003", "004"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])

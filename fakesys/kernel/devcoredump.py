@@ -54,8 +54,15 @@ CORE_SEED = "seed"
 DevcdRead = Callable[[int, int], Awaitable[bytes]]
 DevcdFree = Callable[[], None]
 
-MUTEX_CLASS = LockClass("&devcd->mutex")
-WORK_CLASS = LockClass("(work_completion)(&(&devcd->del_wk)->work)")
+
+@dataclass(frozen=True)
+class DevcdLockClasses:
+    """The lockdep classes of one core. Each era is a different kernel, so each has its own:
+    orders seen under one must not be held against another."""
+
+    mutex: LockClass
+    work: LockClass
+    data_active: LockClass
 
 
 @dataclass
@@ -85,13 +92,17 @@ class DevcdEntry:
     def kernel(self) -> Kernel:
         return self.dev.kernel
 
+    @property
+    def classes(self) -> DevcdLockClasses:
+        return self.devcd.lock_classes(self.core)
+
     async def lock(self, at: str) -> None:
-        self.kernel.lockdep.acquire(MUTEX_CLASS, at)
+        self.kernel.lockdep.acquire(self.classes.mutex, at)
         await self.mutex.acquire()
 
     def unlock(self) -> None:
         self.mutex.release()
-        self.kernel.lockdep.release(MUTEX_CLASS)
+        self.kernel.lockdep.release(self.classes.mutex)
 
 
 class Devcoredump:
@@ -103,7 +114,17 @@ class Devcoredump:
         self.disabled = False
         self.entries: dict[Device, DevcdEntry] = {}  # by devcd device
         self.cls = DevcdClass(kernel, self)
-        self.data_active = kernel.lockdep.kn_active_class("devcd data")
+        self._lock_classes: dict[str, DevcdLockClasses] = {}
+        self.lock_classes(CORE_PRE_FIX)  # registered first: its data is kn->active#4
+
+    def lock_classes(self, core: str) -> DevcdLockClasses:
+        if core not in self._lock_classes:
+            self._lock_classes[core] = DevcdLockClasses(
+                LockClass("&devcd->mutex"),
+                LockClass("(work_completion)(&(&devcd->del_wk)->work)"),
+                self.kernel.lockdep.kn_active_class(f"devcd data ({core})"),
+            )
+        return self._lock_classes[core]
 
     def find(self, failing_dev: Device) -> DevcdEntry | None:
         """class_find_device(devcd_match_failing): a dump still on the class list."""
@@ -133,7 +154,9 @@ class Devcoredump:
             self.count += 1
             dev = Device(self.kernel, f"devcd{self.count}", cls=self.cls)
             entry = DevcdEntry(self, dev, get_device(failing_dev), owner, read, free, core)
-            entry.del_wk = DelayedWork(self.kernel, lambda: self._devcd_del(entry), WORK_CLASS)
+            entry.del_wk = DelayedWork(
+                self.kernel, lambda: self._devcd_del(entry), entry.classes.work
+            )
             dev.release = lambda _dev: self._devcd_dev_release(entry)
             dev.uevent_suppress = True
             self.entries[dev] = entry
@@ -181,7 +204,8 @@ class Devcoredump:
         """Any write deletes the dump, later, from the work."""
         assert entry.del_wk is not None
         lockdep = self.kernel.lockdep
-        with frame("devcd_data_write"), lockdep.holding(self.data_active, "kernfs_fop_write_iter"):
+        data_active = entry.classes.data_active
+        with frame("devcd_data_write"), lockdep.holding(data_active, "kernfs_fop_write_iter"):
             entry.obj.access(0x40, 8, write=False, stack=stack())
             if entry.core == CORE_FIXED:
                 if entry.del_wk.cancel():
@@ -217,8 +241,8 @@ class Devcoredump:
         entry.deleted = True
         # kernfs_drain() is a lock acquisition to lockdep (rwsem_acquire on kn->dep_map).
         with frame("device_del", "kernfs_remove", "kernfs_drain"):
-            self.kernel.lockdep.acquire(self.data_active, "kernfs_drain")
-            self.kernel.lockdep.release(self.data_active)
+            self.kernel.lockdep.acquire(entry.classes.data_active, "kernfs_drain")
+            self.kernel.lockdep.release(entry.classes.data_active)
         await device_del(entry.dev)
         put_device(entry.dev)
 

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Seed 000: "devcoredump: Remove devcoredump device if failing device is gone"
+#
+# A device coredump outlives the device it describes. Four behaviours, one device each:
+#   legacy (before v6.10)  the dump stays after unbind; reading it runs the driver's read
+#                          callback on freed state; rmmod fails until the dump is gone
+#   put    (v6.10-v6.17)   the driver deletes its dump at unbind with dev_coredump_put(); with
+#                          that era's locking, lockdep finds a three-way lock cycle
+#   fixed  (2025)          the same, with the fixed locking: clean
+#   seed   (the patch)     dumps are devres of the failing device: a driver that unbinds and
+#                          rebinds to recover loses the dump it just took
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+class=sys/class/devcoredump
+coredump() { echo 1 > "sys/devices/platform/$1/coredump"; }
+dumps() { ls $class | grep '^devcd' | tr '\n' ' '; }
+# dump_of DEVICE: the devcdN of DEVICE's dump, or nothing
+dump_of() { basename "$(readlink "sys/devices/platform/$1/devcoredump" 2>/dev/null)" 2>/dev/null; }
+wait_gone() {
+  local i
+  for i in $(seq 100); do [ -e "$class/$1" ] || return 0; sleep 0.05; done
+  return 1
+}
+echo 1 > $ctl/debug_locks
+
+say "legacy: the dump outlives the unbind"
+mark=$(kmsg_mark)
+coredump dump_legacy.0
+dcd=$(dump_of dump_legacy.0)
+expect_eq "module reference held by the dump" 1 "$(cat sys/module/dump_legacy/refcnt)"
+echo dump_legacy.0 > $drivers/dump_legacy/unbind
+expect_eq "dump after unbind" present "$([ -e $class/$dcd ] && echo present || echo absent)"
+cat $class/$dcd/data > /dev/null
+expect_report "read after unbind" "$mark" dump_legacy_coredump_read
+expect_taint_b "read after unbind"
+expect_error "rmmod while the dump exists" "Resource temporarily unavailable" \
+  bash -c "echo dump_legacy > $ctl/delete_module"
+echo 1 > $class/$dcd/data
+wait_gone "$dcd" && ok "a write deletes the dump" || fail "the dump was not deleted"
+expect_eq "module reference after the dump" 0 "$(cat sys/module/dump_legacy/refcnt)"
+rebind dump_legacy dump_legacy.0
+
+say "put (pre-fix locking): a write, then a dump deleted at unbind"
+echo 1 > $ctl/debug_locks  # the KASAN report above turned lock debugging off
+mark=$(kmsg_mark)
+coredump dump_put.0
+dcd=$(dump_of dump_put.0)
+echo 1 > sys/devices/platform/dump_put.0/devcoredump/data
+wait_gone "$dcd" && ok "a write deletes the dump" || fail "the dump was not deleted"
+coredump dump_put.0
+dcd=$(dump_of dump_put.0)
+echo dump_put.0 > $drivers/dump_put/unbind
+expect_eq "dump after unbind" absent "$([ -e $class/$dcd ] && echo present || echo absent)"
+report=$(kmsg_since "$mark")
+expect_eq "lockdep" "WARNING: possible circular locking dependency detected" \
+  "$(grep -m1 -o 'WARNING: possible circular locking dependency detected' <<<"$report")"
+expect_eq "the chains" "#2 (kn->active#4) #1 (&devcd->mutex) #0 ((work_completion)(&(&devcd->del_wk)->work))" \
+  "$(grep '^-> #' <<<"$report" | sed 's/^-> //; s/:$//' | tr '\n' ' ' | sed 's/ $//')"
+rebind dump_put dump_put.0
+
+say "fixed: the same sequence"
+echo 1 > $ctl/debug_locks
+mark=$(kmsg_mark)
+coredump dump_fixed.0
+dcd=$(dump_of dump_fixed.0)
+echo 1 > sys/devices/platform/dump_fixed.0/devcoredump/data
+wait_gone "$dcd" && ok "a write deletes the dump" || fail "the dump was not deleted"
+coredump dump_fixed.0
+dcd=$(dump_of dump_fixed.0)
+echo dump_fixed.0 > $drivers/dump_fixed/unbind
+expect_eq "dump after unbind" absent "$([ -e $class/$dcd ] && echo present || echo absent)"
+expect_eq "lockdep" "" "$(kmsg_since "$mark" | grep -o 'circular locking')"
+rebind dump_fixed dump_fixed.0
+
+say "seed: a driver that unbinds and rebinds to recover"
+coredump dump_seed.0
+dcd=$(dump_of dump_seed.0)
+echo dump_seed.0 > $drivers/dump_seed/unbind
+echo dump_seed.0 > $drivers/dump_seed/bind
+wait_gone "$dcd" && ok "the recovery lost the dump" || fail "the dump survived the recovery"
+
+say "timeout, on the engine's clock"
+coredump dump_fixed.0
+dcd=$(dump_of dump_fixed.0)
+echo 299 > $ctl/advance_clock
+expect_eq "after 299 s" present "$([ -e $class/$dcd ] && echo present || echo absent)"
+echo 1 > $ctl/advance_clock
+expect_eq "after 300 s" absent "$([ -e $class/$dcd ] && echo present || echo absent)"
+
+finish

@@ -17,7 +17,7 @@ from fakesys.kernel.panic import TAINT_BAD_PAGE
 from fakesys.kernel.pci import pci_rescan_bus, pci_stop_and_remove_bus_device
 from fakesys.kernel.platform import PlatformDevice, PlatformDriver
 from fakesys.kernel.slab import Object
-from fakesys.kernel.stacktrace import frame, stack
+from fakesys.kernel.stacktrace import frame
 from fakesys.kernfs import ErrnoError
 
 
@@ -112,7 +112,7 @@ async def test_use_after_free_of_devm_memory_is_reported_and_taints() -> None:
     await device_release_driver(dev)
     assert priv.freed
     with frame("foo_release", module="foo"):
-        ok = priv.access(16, 8, write=False, stack=stack())
+        ok = priv.access(16, 8, write=False)
     assert not ok
     assert kernel.taint.test(TAINT_BAD_PAGE)
     lines = kernel.log.text().splitlines()
@@ -131,10 +131,12 @@ async def test_use_after_free_of_devm_memory_is_reported_and_taints() -> None:
     assert lines[-1] == "Disabling lock debugging due to kernel taint"
     # One report per boot unless multi-shot
     before = len(kernel.log.records())
-    priv.access(0, 8, write=True, stack=stack("foo_write"))
+    with frame("foo_write"):
+        priv.access(0, 8, write=True)
     assert len(kernel.log.records()) == before
     kernel.kasan.multi_shot = True
-    priv.access(0, 8, write=True, stack=stack("foo_write"))
+    with frame("foo_write"):
+        priv.access(0, 8, write=True)
     assert "Write of size 8" in kernel.log.text()
 
 

@@ -206,7 +206,7 @@ class Devcoredump:
         lockdep = self.kernel.lockdep
         data_active = entry.classes.data_active
         with frame("devcd_data_write"), lockdep.holding(data_active, "kernfs_fop_write_iter"):
-            entry.obj.access(0x40, 8, write=False, stack=stack())
+            entry.obj.access(0x40, 8, write=False)
             if entry.core == CORE_FIXED:
                 if entry.del_wk.cancel():
                     entry.del_wk.schedule(0)
@@ -291,7 +291,7 @@ class Devcoredump:
         """The devm action of seed 000: devcd_remove_now() on the failing device's unbind."""
         assert entry.del_wk is not None
         with frame("devcd_remove"):
-            if not entry.obj.access(0x40, 8, write=True, stack=stack()):
+            if not entry.obj.access(0x40, 8, write=True):
                 return
             if not entry.delete_work:
                 entry.delete_work = True
@@ -300,7 +300,7 @@ class Devcoredump:
     def _seed_autocancel(self, entry: DevcdEntry) -> None:
         assert entry.del_wk is not None
         with frame("devm_delayed_work_drop"):
-            if entry.obj.access(0x48, 8, write=True, stack=stack()):
+            if entry.obj.access(0x48, 8, write=True):
                 entry.del_wk.cancel()
 
     async def disable(self) -> None:

@@ -234,7 +234,7 @@ class CharBehaviour(SimBehaviour, FileOperations):
         await priv.dev.kernel.hold.reach("read")
         # Copying out reads the driver's buffer: freed memory if the data did not outlive
         # an unbind that happened meanwhile.
-        priv.obj.access(OFF_RX_LEN, 8, write=False, stack=stack())
+        priv.obj.access(OFF_RX_LEN, 8, write=False)
         data = bytes(priv.rx[:count])
         del priv.rx[:count]
         return data
@@ -243,7 +243,7 @@ class CharBehaviour(SimBehaviour, FileOperations):
         priv = cdev.container
         assert isinstance(priv, CharPriv)
         with frame(self._fn("open"), module=self.module_name):
-            priv.obj.access(OFF_OPEN_COUNT, 4, write=True, stack=stack())
+            priv.obj.access(OFF_OPEN_COUNT, 4, write=True)
             priv.open_count += 1
             file.private_data = priv
             self.opened(priv, file)
@@ -295,7 +295,7 @@ class DevmChar(CharBehaviour):
         priv = self.priv_of(file)
         assert priv is not None
         with frame(self._fn("read"), module=self.module_name):
-            if not priv.obj.access(OFF_RX_LEN, 8, write=False, stack=stack()):
+            if not priv.obj.access(OFF_RX_LEN, 8, write=False):
                 # The freed buffer is read as it was left.
                 data = bytes(priv.rx[:count])
                 del priv.rx[:count]
@@ -306,7 +306,7 @@ class DevmChar(CharBehaviour):
         priv = self.priv_of(file)
         assert priv is not None
         with frame(self._fn("write"), module=self.module_name):
-            priv.obj.access(OFF_TX_LEN, 8, write=True, stack=stack())
+            priv.obj.access(OFF_TX_LEN, 8, write=True)
             priv.tx_bytes += len(data)
             return len(data)
 
@@ -314,12 +314,12 @@ class DevmChar(CharBehaviour):
         priv = self.priv_of(file)
         assert priv is not None
         with frame(self._fn("poll"), module=self.module_name):
-            priv.obj.access(OFF_RX_LEN, 8, write=False, stack=stack())
+            priv.obj.access(OFF_RX_LEN, 8, write=False)
         mask = select.POLLOUT | select.POLLWRNORM
         return mask | (select.POLLIN | select.POLLRDNORM if priv.rx else 0)
 
     def closing(self, priv: CharPriv, file: File) -> None:
-        priv.obj.access(OFF_OPEN_COUNT, 4, write=True, stack=stack())
+        priv.obj.access(OFF_OPEN_COUNT, 4, write=True)
         priv.open_count -= 1
 
 
@@ -417,7 +417,7 @@ class UnplugChar(RefcountedChar):
                 raise ErrnoError(errno.ENODEV)
             try:
                 assert priv.irqdata is not None
-                priv.irqdata.access(0, 8, write=False, stack=stack())
+                priv.irqdata.access(0, 8, write=False)
                 return await self.read_data(priv, file, count, wake_on_gone=True)
             finally:
                 priv.exit()  # video_device_exit()
@@ -445,11 +445,11 @@ class IrqChar(RefcountedChar):
 
         def tasklet_handler() -> None:
             with frame(self._fn("tasklet_handler"), module=module):
-                irqdata.access(OFF_TASKLET, 8, write=True, stack=stack())
+                irqdata.access(OFF_TASKLET, 8, write=True)
 
         def irq_handler() -> None:
             with frame(self._fn("irq_handler"), module=module):
-                if irqdata.access(OFF_TASKLET, 8, write=True, stack=stack()):
+                if irqdata.access(OFF_TASKLET, 8, write=True):
                     assert priv.tasklet is not None
                     priv.tasklet.schedule()
 
@@ -503,9 +503,7 @@ class ModrefChar(RefcountedChar):
             return False
         obj = getattr(drv, "obj", None)
         with frame("get_driver"):
-            if isinstance(obj, Object) and not obj.access(
-                OFF_DRIVER_OWNER, 8, write=False, stack=stack()
-            ):
+            if isinstance(obj, Object) and not obj.access(OFF_DRIVER_OWNER, 8, write=False):
                 return False  # drv->owner read from freed memory: no module to pin
         return self.module.try_get()
 

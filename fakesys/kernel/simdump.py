@@ -28,7 +28,7 @@ from .devres import devm_add_action, devm_kzalloc
 from .kernel import UTS_RELEASE
 from .sched import current
 from .slab import Object
-from .stacktrace import frame, stack
+from .stacktrace import frame
 
 if TYPE_CHECKING:
     from .core import Device
@@ -130,12 +130,12 @@ class DumpSupport:
 
             async def read(offset: int, count: int) -> bytes:
                 with frame(f"{drv.name}_coredump_read", module=module):
-                    state.access(0x10, 8, write=False, stack=stack())
+                    state.access(0x10, 8, write=False)
                 return content.read(offset, count)
 
             def free() -> None:
                 with frame(f"{drv.name}_coredump_free", module=module):
-                    state.access(0x10, 8, write=True, stack=stack())
+                    state.access(0x10, 8, write=True)
 
             owner = self.module
         with frame(f"{drv.name}_coredump", module=module):

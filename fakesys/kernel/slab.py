@@ -14,6 +14,7 @@ import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import stacktrace
 from .sched import Task, current
 
 if TYPE_CHECKING:
@@ -53,12 +54,14 @@ class Object:
             1024 if self.cache.endswith("k") else 1
         )
 
-    def access(self, offset: int, size: int, *, write: bool, stack: tuple[str, ...]) -> bool:
-        """Touch ``size`` bytes at ``offset``; returns False (after a KASAN report) if the
-        object was freed. ``stack`` is the call chain, innermost first."""
+    def access(self, offset: int, size: int, *, write: bool) -> bool:
+        """Touch ``size`` bytes at ``offset`` from the current stack (taken only when there is
+        something to report); returns False, after a KASAN report, if the object was freed."""
         if not self.freed:
             return True
-        self.slab.kasan.report_use_after_free(self, offset, size, write=write, stack=stack)
+        self.slab.kasan.report_use_after_free(
+            self, offset, size, write=write, stack=stacktrace.stack()
+        )
         return False
 
 

@@ -8,7 +8,6 @@ dead ``fuse.fakesys`` mount left by an older daemon on the target is detached at
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import logging
 import os
@@ -18,6 +17,7 @@ import sys
 import pyfuse3
 import trio
 
+from ._mounts import detach, mounted_fstype
 from .fuse import Invalidator, Operations
 from .scenario import Scenario, boot
 
@@ -27,33 +27,10 @@ FSTYPE = "fuse.fakesys"
 #: Worker tasks pyfuse3 may run at once; each read blocked in a device holds one.
 MAX_TASKS = 2000
 SHUTDOWN_GRACE = 2.0
-MNT_DETACH = 2
 
 
 class MountError(Exception):
     """The mount point cannot be used; the message is for the user."""
-
-
-def mounted_fstype(mountpoint: str) -> str | None:
-    """The file system type mounted exactly on ``mountpoint``, from /proc/self/mountinfo."""
-    target = os.path.realpath(mountpoint)
-    fstype = None
-    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
-        for line in mountinfo:
-            fields = line.split()
-            sep = fields.index("-")
-            mount_path = fields[4].encode().decode("unicode_escape")
-            if mount_path == target:
-                fstype = fields[sep + 1]  # the last mount on a path is the visible one
-    return fstype
-
-
-def detach(mountpoint: str) -> None:
-    """umount2(MNT_DETACH), without forking."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.umount2(os.fsencode(mountpoint), MNT_DETACH) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), mountpoint)
 
 
 def clear_stale_mount(mountpoint: str) -> None:

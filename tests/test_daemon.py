@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from fakesys.daemon import mounted_fstype
+from fakesys._mounts import mounted_fstype
 
-from .conftest import Mount, fuse_usable, start_mount, stop_mount, wait_until
+from .conftest import Mount, fuse_usable, wait_until
 
 pytestmark = pytest.mark.skipif(not fuse_usable(), reason="no usable /dev/fuse on this machine")
 
@@ -31,12 +31,12 @@ def reader_process(mount: Mount, code: str) -> subprocess.Popen[str]:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_signal_unmounts_cleanly(tmp_path: Path, signum: signal.Signals) -> None:
-    m = start_mount(tmp_path / "mnt", tmp_path / "err")
+    m = Mount.start(tmp_path / "mnt", stderr_path=tmp_path / "err")
     assert mounted_fstype(str(m.path)) == "fuse.fakesys"
     m.process.send_signal(signum)
     assert m.process.wait(timeout=10) == 0
     assert mounted_fstype(str(m.path)) is None
-    stop_mount(m)
+    m.stop()
 
 
 def test_blocked_reader_is_interrupted_by_sigint(mount: Mount) -> None:
@@ -101,7 +101,7 @@ def test_poll_wakes_on_a_new_record(mount: Mount) -> None:
 
 
 def test_sigterm_wakes_blocked_readers_with_enodev(tmp_path: Path) -> None:
-    m = start_mount(tmp_path / "mnt", tmp_path / "err")
+    m = Mount.start(tmp_path / "mnt", stderr_path=tmp_path / "err")
     try:
         proc = reader_process(
             m,
@@ -119,10 +119,10 @@ def test_sigterm_wakes_blocked_readers_with_enodev(tmp_path: Path) -> None:
         assert proc.stdout is not None
         assert proc.stdout.readline() == "open\n"
         time.sleep(0.3)
-        status = stop_mount(m)
+        status = m.stop()
         out, _ = proc.communicate(timeout=5)
     finally:
-        stop_mount(m)
+        m.stop()
     assert status == 0
     assert out == "ENODEV\n"
 
@@ -150,7 +150,7 @@ def test_a_stale_mount_is_cleared_and_a_live_one_refused(tmp_path: Path) -> None
     dead.stdout.close()
     with pytest.raises(OSError, match="Transport endpoint is not connected"):
         os.stat(mnt)  # the daemon is gone, the mount is not
-    m = start_mount(mnt, tmp_path / "err")
+    m = Mount.start(mnt, stderr_path=tmp_path / "err")
     try:
         assert "detaching a stale fakesys mount" in m.daemon_stderr()
         assert (mnt / "sys" / "bus").is_dir()
@@ -165,7 +165,7 @@ def test_a_stale_mount_is_cleared_and_a_live_one_refused(tmp_path: Path) -> None
         assert "a running fakesys is already mounted there" in second.stderr
         assert (mnt / "sys" / "bus").is_dir()
     finally:
-        stop_mount(m)
+        m.stop()
     assert wait_until(lambda: mounted_fstype(str(mnt)) is None)
 
 

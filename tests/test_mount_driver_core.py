@@ -351,45 +351,20 @@ def test_power_group(mount: Mount) -> None:
     assert "Input/output error" in mount.sh(f"cat {power}/autosuspend_delay_ms").stderr
 
 
-@pytest.fixture
-def failing_scenario(tmp_path: Path) -> str:
-    path = tmp_path / "failing.toml"
-    path.write_text(
-        """
-        [[module]]
-        name = "bar"
-
-        [[driver]]
-        name = "bar"
-        bus = "platform"
-        module = "bar"
-        probe_errno = "ENOMEM"
-
-        [[device]]
-        bus = "platform"
-        name = "bar"
-        id = 3
-        """
-    )
-    return str(path)
+FAILING_PROBE = str(Path(__file__).parent / "scenarios" / "failing-probe.toml")
 
 
-@pytest.fixture
-def scenario(request: pytest.FixtureRequest) -> str | None:
-    if "failing_scenario" in request.fixturenames:
-        value: str = request.getfixturevalue("failing_scenario")
-        return value
-    return None
-
-
-def test_failed_probe_returns_its_errno_and_logs(mount: Mount, failing_scenario: str) -> None:
+@pytest.mark.parametrize("fakesys", [FAILING_PROBE], indirect=True)
+def test_failed_probe_returns_its_errno_and_logs(mount: Mount) -> None:
     out = mount.sh("echo bar.3 > sys/bus/platform/drivers/bar/bind")
     assert "Cannot allocate memory" in out.stderr
     assert mount.sh("test -L sys/devices/platform/bar.3/driver").returncode == 1
     records = [r for r in mount.kmsg() if "probe with driver" in r]
     # once at boot, once for the bind
     assert len(records) == 2
-    assert records[-1].split(";", 1)[1] == "bar bar.3: probe with driver bar failed with error -12"
+    message, *dictionary = records[-1].split(";", 1)[1].split("\n")
+    assert message == "bar bar.3: probe with driver bar failed with error -12"
+    assert dictionary == [" SUBSYSTEM=platform", " DEVICE=+platform:bar.3"]
     assert records[-1].startswith("3,")
 
 

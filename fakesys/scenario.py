@@ -34,20 +34,27 @@ from typing import Any, NoReturn, TypeVar
 
 import trio
 
-from .kernel import Driver, Kernel, Module
+from .kernel import Device, Driver, Kernel, Module
 from .kernel.class_ import Class
 from .kernel.control import add_hardware_controls
 from .kernel.core import device_add
 from .kernel.devcoredump import DEVCD_TIMEOUT
 from .kernel.driver import driver_register
+from .kernel.hotplug import HotplugDevice
 from .kernel.pci import PCI_ANY_ID, PciBar, PciDevice, PciDeviceId, PciSlot
 from .kernel.platform import PlatformDevice
 from .kernel.simchar import BEHAVIOURS
-from .kernel.simdrv import SimBehaviour, SimPciDriver, SimPlatformDriver, errno_by_name
+from .kernel.simdrv import (
+    SimBehaviour,
+    SimHotplugDriver,
+    SimPciDriver,
+    SimPlatformDriver,
+    errno_by_name,
+)
 from .kernel.simdump import DUMP_ERAS, DUMP_FORMATS, DumpSpec, DumpSupport
 from .kernfs import ErrnoError
 
-BUSES = ("platform", "pci")
+BUSES = ("platform", "pci", "hotplug")
 T = TypeVar("T")
 
 
@@ -80,6 +87,8 @@ class DeviceSpec:
 
     @property
     def dev_name(self) -> str:
+        if self.bus == "hotplug":
+            return f"hotplug{self.id}"
         return self.name if self.id == -1 else f"{self.name}.{self.id}"
 
 
@@ -128,6 +137,8 @@ class Scenario:
             return SimPlatformDriver(
                 kernel, spec.name, behaviour, spec.id_table, spec.probe_errno, dump
             )
+        if spec.bus == "hotplug":
+            return SimHotplugDriver(kernel, spec.name, behaviour, spec.probe_errno, dump)
         return SimPciDriver(kernel, spec.name, behaviour, spec.pci_ids, spec.probe_errno, dump)
 
     @staticmethod
@@ -141,8 +152,12 @@ class Scenario:
                 add_hardware_controls(kernel, spec.dev_name, spec.slot.hw)
                 await device_add(PciDevice(kernel, spec.slot))
             else:
-                dev = PlatformDevice(kernel, spec.name, spec.id)
-                add_hardware_controls(kernel, spec.dev_name, dev.hw)
+                dev: Device = (
+                    HotplugDevice(kernel, spec.id)
+                    if spec.bus == "hotplug"
+                    else PlatformDevice(kernel, spec.name, spec.id)
+                )
+                add_hardware_controls(kernel, dev.name, dev.hw)
                 await device_add(dev)
         finally:
             bus.drivers_autoprobe = autoprobe
@@ -268,7 +283,7 @@ def _parse_driver(entry: _Entry, modules: list[str]) -> DriverSpec:
         if not all(isinstance(x, str) for x in id_table):
             entry.fail("id_table", "an array of device names")
         spec.id_table = id_table
-    else:
+    elif bus == "pci":
         for i, item in enumerate(entry.get("ids", list, "an array of tables", [])):
             ids = _Entry(entry.source, f"{entry.where}.ids[{i}]", item)
             spec.pci_ids.append(
@@ -297,6 +312,12 @@ def _parse_device(entry: _Entry) -> DeviceSpec:
         dev_id = entry.get("id", int, "an integer (-1 for none)", -1)
         entry.done()
         return DeviceSpec(bus, name, dev_id, bind)
+    if bus == "hotplug":
+        dev_id = entry.get("id", int, "an integer from 0 to 2147483647")
+        if not 0 <= dev_id <= 2**31 - 1:
+            entry.fail("id", "an integer from 0 to 2147483647")
+        entry.done()
+        return DeviceSpec(bus, "hotplug", dev_id, bind)
     slot_name = entry.get("slot", str, 'a PCI slot name such as "0000:00:02.0"')
     bars = []
     for i, item in enumerate(entry.get("bars", list, "an array of tables", [])):

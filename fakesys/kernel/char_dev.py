@@ -221,7 +221,7 @@ def devtmpfs_create_node(dev: Device, mode: int) -> KernfsNode:
     """``/dev/<devname>``; a name with slashes gets its directories."""
     kernel = dev.kernel
     assert dev.devt is not None
-    *dirs, name = dev.name.replace("!", "/").split("/")
+    *dirs, name = dev.devnode_path().split("/")
     parent = kernel.dev_kn
     for part in dirs:
         parent = parent.lookup(part) or kernel.kernfs.create_dir(parent, part)
@@ -230,7 +230,7 @@ def devtmpfs_create_node(dev: Device, mode: int) -> KernfsNode:
 
 async def devtmpfs_delete_node(dev: Device) -> None:
     kernel = dev.kernel
-    node = kernel.dev_kn.walk(dev.name.replace("!", "/"))
+    node = kernel.dev_kn.walk(dev.devnode_path())
     if node is None:
         return
     parent = node.parent

@@ -218,3 +218,11 @@ def add_hardware_controls(kernel: Kernel, name: str, hw: Hardware) -> None:
     directory = kernel.kernfs.create_dir(devices, name)
     for attr in HW_FILES:
         create_file(kernel.kernfs, directory, hw, attr)
+
+
+async def remove_hardware_controls(kernel: Kernel, name: str) -> None:
+    """The hardware is gone (unplugged): its control directory goes too."""
+    devices = control_dir(kernel).lookup("devices")
+    node = devices.lookup(name) if devices is not None else None
+    if node is not None:
+        await kernel.kernfs.remove(node)

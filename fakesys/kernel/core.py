@@ -63,6 +63,8 @@ class Device:
         self.uevent_suppress = False
         #: The mode of the /dev node devtmpfs makes for a device with a number.
         self.devnode_mode = DEFAULT_DEVNODE_MODE
+        #: The path below /dev a class's devnode() gives (``dri/card0``), if not the name.
+        self.devnode: str | None = None
         self.hw = Hardware()
         self.devres: list[Devres] = []
         self.kn: KernfsNode | None = None
@@ -91,6 +93,11 @@ class Device:
         """The DEVPATH of uevents: the directory below /sys."""
         assert self.kn is not None
         return self.kn.path().removeprefix("/sys")
+
+    def devnode_path(self) -> str:
+        """The node's path below /dev (device_get_devnode()): the class's devnode() name if
+        it set one, else the device name with ``!`` for ``/``."""
+        return self.devnode or self.name.replace("!", "/")
 
     def subsystem_name(self) -> str:
         if self.cls is not None:
@@ -124,7 +131,7 @@ class Device:
         if self.devt is not None:
             env.append(("MAJOR", str(self.devt[0])))
             env.append(("MINOR", str(self.devt[1])))
-            env.append(("DEVNAME", self.name.replace("!", "/")))
+            env.append(("DEVNAME", self.devnode_path()))
             if self.devnode_mode != DEFAULT_DEVNODE_MODE:  # set by the class's devnode()
                 env.append(("DEVMODE", f"{self.devnode_mode:#o}".replace("0o", "0")))
         if self.devtype is not None:

@@ -21,6 +21,7 @@ from .control import create_control_files
 from .core import Device, device_add
 from .devcoredump import Devcoredump
 from .hold import HoldPoints
+from .hotplug import HotplugBus
 from .kasan import Kasan
 from .ksysfs import ksysfs_init
 from .lockdep import Lockdep
@@ -134,6 +135,7 @@ class Kernel:
         self.devcoredump.cls.register()
         PlatformBus(self).register()
         PciBus(self).register()
+        HotplugBus(self).register()
         await device_add(self.platform_bus_device)
         await device_add(self.pci_host_bridge)
         self.log.emit(KERN_INFO, f"Linux version {UTS_RELEASE} (fakesys) {UTS_VERSION}")

@@ -125,7 +125,7 @@ class CharPriv:
         self.rx += data
         self.wq.wake_up_all()
         if self.cdev is not None and self.class_dev is not None:
-            node = self.class_dev.kernel.dev_kn.walk(self.class_dev.name)
+            node = self.class_dev.kernel.dev_kn.walk(self.class_dev.devnode_path())
             if node is not None:
                 node.notify()  # wake pollers
 
@@ -157,7 +157,7 @@ class CharBehaviour(SimBehaviour, FileOperations):
         self.cls = cls
         self.node_name = node_name
         self.mode = mode
-        self.major = alloc_chrdev_region(cls.kernel, node_name)
+        self.major = alloc_chrdev_region(cls.kernel, node_name.rsplit("/", 1)[-1])
         self.minors: set[int] = set()
         self.name = node_name
 
@@ -182,13 +182,17 @@ class CharBehaviour(SimBehaviour, FileOperations):
         self.minors.add(minor)
         priv.cdev = Cdev(dev.kernel, self, self.module)
         priv.cdev.container = priv
+        # A node name with a directory ("dri/card") names the device after its last part
+        # and puts the node in that directory, as a class's devnode() does.
         priv.class_dev = Device(
             dev.kernel,
-            f"{self.node_name}{minor}",
+            f"{self.node_name.rsplit('/', 1)[-1]}{minor}",
             cls=self.cls,
             parent=dev,
             devt=(self.major, minor),
         )
+        if "/" in self.node_name:
+            priv.class_dev.devnode = f"{self.node_name}{minor}"
         priv.class_dev.devnode_mode = self.mode
         dev.driver_data = priv
         self.setup(dev, priv)

@@ -127,6 +127,21 @@ class SimPciDriver(SimDriver, PciDriver):
         self._init_sim(behaviour, probe_errno, dump)
 
 
+class SimHotplugDriver(SimDriver):
+    """A driver of the hotplug bus, which matches every device on it."""
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        name: str,
+        behaviour: SimBehaviour,
+        probe_errno: int | None = None,
+        dump: DumpSupport | None = None,
+    ) -> None:
+        Driver.__init__(self, kernel.buses["hotplug"], name, behaviour.module)
+        self._init_sim(behaviour, probe_errno, dump)
+
+
 def errno_by_name(name: str) -> int:
     """``"ENOMEM"`` → 12; raises ValueError for an unknown name."""
     value = getattr(errno_mod, name, None)

@@ -7,7 +7,7 @@ import importlib.resources
 import logging
 import sys
 
-from . import daemon
+from . import daemon, run
 from .scenario import ScenarioError, load
 
 EXIT_USAGE = 2
@@ -18,7 +18,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="fakesys",
         description="Mount a fake /sys and /dev backed by a simulated driver core.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="subcommand", required=True)
     mount = sub.add_parser("mount", help="mount a scenario and serve it until a signal")
     mount.add_argument(
         "mountpoint", nargs="?", default="mountpoint", help="where to mount (default: ./mountpoint)"
@@ -29,18 +29,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mount.add_argument("--debug", action="store_true", help="log at debug level")
     mount.add_argument("--debug-fuse", action="store_true", help="print libfuse's request trace")
     sub.add_parser("scenarios", help="list the shipped scenarios")
+    run_parser = sub.add_parser(
+        "run", help="run a command in a private mount namespace where the fake tree is /sys"
+    )
+    run_parser.add_argument("--scenario", help="a shipped scenario's name or a TOML file")
+    run_parser.add_argument("argv", nargs=argparse.REMAINDER, help="-- COMMAND [ARG...]")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.command == "scenarios":
+    if args.subcommand == "scenarios":
         for entry in sorted(importlib.resources.files("fakesys.scenarios").iterdir(), key=str):
             if entry.name.endswith(".toml"):
                 print(entry.name.removesuffix(".toml"))
         return 0
     logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
+        level=logging.DEBUG if getattr(args, "debug", False) else logging.WARNING,
         format="fakesys: %(levelname)s: %(name)s: %(message)s",
     )
     try:
@@ -48,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     except ScenarioError as e:
         print(f"fakesys: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if args.subcommand == "run":
+        command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+        return run.main(args.scenario, command)
     return daemon.run(scenario, args.mountpoint, args.debug_fuse)
 
 

@@ -61,15 +61,6 @@ async def _init_module_store(kernel: Kernel, buf: bytes) -> int:
     return len(buf)
 
 
-def _debug_locks_show(kernel: Kernel) -> str:
-    return f"{int(kernel.lockdep.debug_locks)}\n"
-
-
-async def _debug_locks_store(kernel: Kernel, buf: bytes) -> int:
-    kernel.lockdep.debug_locks = kstrtobool(buf_to_str(buf))
-    return len(buf)
-
-
 async def _advance_clock_store(kernel: Kernel, buf: bytes) -> int:
     """Move the clock, then return once the work that fell due has run, so a script that
     advances past a timeout sees its effect."""
@@ -78,13 +69,17 @@ async def _advance_clock_store(kernel: Kernel, buf: bytes) -> int:
     return len(buf)
 
 
-def _multi_shot_show(kernel: Kernel) -> str:
-    return f"{int(kernel.kasan.multi_shot)}\n"
+def _switch(name: str, owner: str, flag: str) -> SysfsAttr[Kernel]:
+    """A 0/1 file (kstrtobool on write) for the boolean ``kernel.<owner>.<flag>``."""
 
+    def show(kernel: Kernel) -> str:
+        return f"{int(getattr(getattr(kernel, owner), flag))}\n"
 
-async def _multi_shot_store(kernel: Kernel, buf: bytes) -> int:
-    kernel.kasan.multi_shot = kstrtobool(buf_to_str(buf))
-    return len(buf)
+    async def store(kernel: Kernel, buf: bytes) -> int:
+        setattr(getattr(kernel, owner), flag, kstrtobool(buf_to_str(buf)))
+        return len(buf)
+
+    return SysfsAttr(name, RW, show, store)
 
 
 async def _hold_store(point: HoldPoint, buf: bytes) -> int:
@@ -118,8 +113,8 @@ async def _irq_store(hw: Hardware, buf: bytes) -> int:
 KERNEL_FILES = (
     SysfsAttr["Kernel"]("delete_module", WO, store=_delete_module_store),
     SysfsAttr["Kernel"]("init_module", WO, store=_init_module_store),
-    SysfsAttr["Kernel"]("kasan_multi_shot", RW, _multi_shot_show, _multi_shot_store),
-    SysfsAttr["Kernel"]("debug_locks", RW, _debug_locks_show, _debug_locks_store),
+    _switch("kasan_multi_shot", "kasan", "multi_shot"),
+    _switch("debug_locks", "lockdep", "debug_locks"),
     SysfsAttr["Kernel"]("advance_clock", WO, store=_advance_clock_store),
 )
 HW_FILES = (

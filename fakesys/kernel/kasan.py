@@ -61,17 +61,12 @@ class Kasan:
         self._print_stack(tuple(symbol(f) for f in prefix) + track.stack)
         self._print("")
 
-    def report_use_after_free(
-        self, obj: Object, offset: int, size: int, *, write: bool, stack: tuple[str, ...]
-    ) -> None:
-        if not self._enabled():
-            return
+    def _print_head(self, obj: Object, bug: str, access: str, stack: tuple[str, ...]) -> None:
+        """Ruler, bug line, access line, the stack of the bad access and the object's history."""
         task = current()
-        addr = obj.addr + offset
         self._print(RULER)
-        self._print(f"BUG: KASAN: slab-use-after-free in {stack[0]}")
-        access = "Write" if write else "Read"
-        self._print(f"{access} of size {size} at addr {addr:016x} by task {task.comm}/{task.pid}")
+        self._print(f"BUG: KASAN: {bug} in {stack[0]}")
+        self._print(f"{access} by task {task.comm}/{task.pid}")
         self._print("")
         for line in self._cpu_line():
             self._print(line)
@@ -83,6 +78,16 @@ class Kasan:
         self._print_track("Allocated", obj.alloc_track, _ALLOC_FRAMES)
         assert obj.free_track is not None
         self._print_track("Freed", obj.free_track, _FREE_FRAMES)
+
+    def report_use_after_free(
+        self, obj: Object, offset: int, size: int, *, write: bool, stack: tuple[str, ...]
+    ) -> None:
+        if not self._enabled():
+            return
+        access = "Write" if write else "Read"
+        addr = obj.addr + offset
+        access_line = f"{access} of size {size} at addr {addr:016x}"
+        self._print_head(obj, "slab-use-after-free", access_line, stack)
         cache_size = obj.cache_size
         self._print(f"The buggy address belongs to the object at {obj.addr:016x}")
         self._print(f" which belongs to the cache {obj.cache} of size {cache_size}")
@@ -97,21 +102,7 @@ class Kasan:
     def report_double_free(self, obj: Object, stack: tuple[str, ...]) -> None:
         if not self._enabled():
             return
-        task = current()
-        self._print(RULER)
-        self._print(f"BUG: KASAN: double-free in {stack[0]}")
-        self._print(f"Free of addr {obj.addr:016x} by task {task.comm}/{task.pid}")
-        self._print("")
-        for line in self._cpu_line():
-            self._print(line)
-        self._print("Call Trace:")
-        self._print(" <TASK>")
-        self._print_stack(tuple(symbol(f) for f in _REPORT_FRAMES) + stack)
-        self._print(" </TASK>")
-        self._print("")
-        self._print_track("Allocated", obj.alloc_track, _ALLOC_FRAMES)
-        assert obj.free_track is not None
-        self._print_track("Freed", obj.free_track, _FREE_FRAMES)
+        self._print_head(obj, "double-free", f"Free of addr {obj.addr:016x}", stack)
         self._print(RULER)
         self._end_report()
 

@@ -1,0 +1,17 @@
+# fakesys and its test suite. scripts/container-test builds this and runs the tests inside
+# with --device /dev/fuse --cap-add SYS_ADMIN. The base is a plain Debian bookworm; where no
+# image registry is reachable, scripts/container-test makes it locally with debootstrap.
+ARG BASE=localhost/fakesys-debian:bookworm
+FROM ${BASE}
+
+ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      ca-certificates python3 python3-venv python3-dev gcc pkg-config \
+      fuse3 libfuse3-dev pciutils util-linux bash \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /src
+COPY . /src
+RUN scripts/setup --test
+CMD ["scripts/test"]

@@ -11,6 +11,11 @@ RUN apt-get update \
       fuse3 libfuse3-dev pciutils util-linux bash \
  && rm -rf /var/lib/apt/lists/*
 
+# Behind a TLS-intercepting proxy the build needs the host's CA bundle to reach PyPI;
+# scripts/container-test puts it in .host-ca.crt (empty when there is none to add).
+COPY .host-ca.crt /tmp/host-ca.crt
+RUN if [ -s /tmp/host-ca.crt ]; then cp /tmp/host-ca.crt /etc/ssl/certs/ca-certificates.crt; fi
+
 WORKDIR /src
 COPY . /src
 RUN scripts/setup --test

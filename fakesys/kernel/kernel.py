@@ -8,6 +8,7 @@ sysfs that fakesys serves (``/dev/kmsg``, ``/proc/sys/kernel/tainted``).
 from __future__ import annotations
 
 import contextvars
+import logging
 import weakref
 from collections.abc import Awaitable, Callable
 
@@ -33,6 +34,8 @@ from .printk import KERN_INFO, KERN_WARNING, DevKmsg, PrintkBuffer
 from .sched import current
 from .slab import Slab
 from .workqueue import Clock, DelayedWork
+
+log = logging.getLogger(__name__)
 
 UTS_RELEASE = "6.18.0-fakesys"
 UTS_VERSION = "#1 SMP PREEMPT_DYNAMIC"
@@ -101,7 +104,15 @@ class Kernel:
         """
         if self.nursery is None:
             raise RuntimeError("deferred work needs Kernel.nursery")
-        contextvars.Context().run(self.nursery.start_soon, fn)
+
+        async def guarded() -> None:
+            # An engine bug in deferred work must not end the nursery, and with it the mount.
+            try:
+                await fn()
+            except Exception:
+                log.exception("deferred kernel work failed")
+
+        contextvars.Context().run(self.nursery.start_soon, guarded)
 
     def _kernfs_warning(self, message: str) -> None:
         self.log.emit(KERN_WARNING, message)

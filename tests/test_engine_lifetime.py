@@ -146,3 +146,23 @@ async def test_racy_module_get_reads_the_freed_driver(nursery: trio.Nursery) -> 
     await trio.testing.wait_all_tasks_blocked()
     assert outcome == [errno.ENXIO]
     assert "BUG: KASAN: slab-use-after-free in get_driver+" in kernel.log.text()
+
+
+async def test_failing_deferred_work_is_logged_and_the_kernel_goes_on(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    kernel = await booted(nursery)
+    ran: list[str] = []
+
+    async def broken() -> None:
+        raise ValueError("an engine bug")
+
+    async def fine() -> None:
+        ran.append("fine")
+
+    kernel.spawn(broken)
+    await trio.testing.wait_all_tasks_blocked()
+    kernel.spawn(fine)
+    await trio.testing.wait_all_tasks_blocked()
+    assert "deferred kernel work failed" in caplog.text
+    assert ran == ["fine"]

@@ -57,3 +57,17 @@ def test_no_command_is_a_usage_error() -> None:
     out = fakesys_run()
     assert out.returncode == 2
     assert "no command given" in out.stderr
+
+
+def test_without_privileges_the_error_is_clear() -> None:
+    out = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         sys.executable, "-m", "fakesys", "run", "--", "true"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert out.stderr.startswith("fakesys run: cannot make a private mount namespace")
+    assert "run as root" in out.stderr

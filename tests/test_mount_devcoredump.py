@@ -333,3 +333,30 @@ def test_monitor_stream_shows_add_bind_unbind_remove_in_order(mount: Mount) -> N
     assert events[0][-1].startswith("SEQNUM=")
     assert "DRIVER=foo" in events[2]
     assert not any(line.startswith("MODALIAS") for line in events[1])  # zapped on unbind
+
+
+def test_put_era_write_racing_with_unbind_is_reported_and_everyone_returns(
+    mount: Mount,
+) -> None:
+    """The interleaving of the 2025 fix's splat: unbind holds devcd->mutex and flushes the
+    deletion work while a write to data holds the attribute and wants the mutex."""
+    dump(mount, "dump_put.0")
+    mount.sh(f"echo 1 > {CTL}/hold/devcd_free", check=True)
+    unbind = subprocess.Popen(
+        ["bash", "-c", "echo dump_put.0 > sys/bus/platform/drivers/dump_put/unbind"],
+        cwd=mount.path,
+    )
+    assert wait_until(lambda: mount.read(f"{CTL}/hold/devcd_free") == "held\n")
+    writer = mount.sh(f"echo 1 > {CLASS}/devcd1/data")  # would hang on a real kernel
+    assert writer.returncode == 0
+    mount.sh(f"echo 0 > {CTL}/hold/devcd_free", check=True)
+    assert unbind.wait(timeout=10) == 0
+    assert dumps(mount) == []
+    text = mount.kmsg_text()
+    assert "WARNING: possible circular locking dependency detected" in text
+    chains = {line.split(" ", 2)[2] for line in text if line.startswith("-> #")}
+    assert chains == {
+        "(kn->active#4):",
+        "(&devcd->mutex):",
+        "((work_completion)(&(&devcd->del_wk)->work)):",
+    }

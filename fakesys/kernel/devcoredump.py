@@ -78,6 +78,7 @@ class DevcdEntry:
     core: str
     del_wk: DelayedWork | None = None
     delete_work: bool = False  # pre-fix
+    flushing: bool = False  # pre-fix: devcd_free() holds the mutex and flushes the work
     deleted: bool = False  # fixed
     init_completed: bool = False  # fixed
     released: bool = False
@@ -210,6 +211,13 @@ class Devcoredump:
             if entry.core == CORE_FIXED:
                 if entry.del_wk.cancel():
                     entry.del_wk.schedule(0)
+            elif entry.flushing:
+                # The mutex is held by devcd_free(), which flushes the work whose
+                # device_del() waits for this very write: the three-way deadlock. The kernel
+                # would hang all three here. fakesys records the dependency (lockdep reports
+                # it) and lets the write end as it would have: the dump is being deleted.
+                lockdep.acquire(entry.classes.mutex, "devcd_data_write")
+                lockdep.release(entry.classes.mutex)
             else:
                 await entry.lock("devcd_data_write")
                 try:
@@ -259,10 +267,13 @@ class Devcoredump:
                     entry.unlock()
             else:
                 await entry.lock("devcd_free")
+                entry.flushing = True
                 try:
                     entry.delete_work = True
+                    await self.kernel.hold.reach("devcd_free")
                     await entry.del_wk.flush()
                 finally:
+                    entry.flushing = False
                     entry.unlock()
 
     async def dev_coredump_put(self, failing_dev: Device) -> None:

@@ -29,6 +29,7 @@ HOLD_POINTS = {
     "read": "inside a device read, after it entered the driver and before it copies data",
     "module_get": "in open(), between the driver lookup and taking the module reference",
     "tasklet": "before a scheduled tasklet runs",
+    "devcd_free": "in the pre-fix devcd_free(), with devcd->mutex held, before the flush",
 }
 
 

@@ -19,7 +19,7 @@ import trio
 
 from ._mounts import detach, mounted_fstype
 from .fuse import Invalidator, Operations
-from .scenario import Scenario, boot
+from .scenario import Scenario, ScenarioError, boot
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,9 @@ def run(scenario: Scenario, mountpoint: str, debug_fuse: bool = False) -> int:
         return 1
     try:
         trio.run(serve, scenario, mountpoint, debug_fuse)
+    except ScenarioError as e:
+        print(f"fakesys: {e}", file=sys.stderr)
+        return 2
     except RuntimeError as e:
         if "fuse_session" in str(e):
             print(

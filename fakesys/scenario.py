@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import importlib.resources
+import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from .kernel import Device, Driver, Kernel, Module
 from .kernel.class_ import Class
 from .kernel.control import add_hardware_controls
 from .kernel.core import device_add
+from .kernel.dd import device_driver_attach
 from .kernel.devcoredump import DEVCD_TIMEOUT
 from .kernel.driver import driver_register
 from .kernel.hotplug import HotplugDevice
@@ -84,6 +86,8 @@ class DeviceSpec:
     id: int = -1
     bind: bool = True
     slot: PciSlot | None = None
+    driver: str | None = None
+    attrs: dict[str, str] = field(default_factory=dict)
 
     @property
     def dev_name(self) -> str:
@@ -109,8 +113,14 @@ class Scenario:
         for spec in self.drivers:
             if spec.module is None:
                 await driver_register(self._driver(kernel, spec, None))
-        for dev_spec in self.devices:
-            await self._add_device(kernel, dev_spec)
+        for i, dev_spec in enumerate(self.devices):
+            try:
+                await self._add_device(kernel, dev_spec)
+            except ErrnoError as e:
+                raise ScenarioError(
+                    f"{self.source}: device[{i}]: {dev_spec.dev_name} cannot be added: "
+                    f"{os.strerror(e.errno)} (an attribute name the device already has?)"
+                ) from None
         kernel.module_loader = lambda name: self.load_module(kernel, name)
 
     async def load_module(self, kernel: Kernel, name: str) -> None:
@@ -143,24 +153,28 @@ class Scenario:
 
     @staticmethod
     async def _add_device(kernel: Kernel, spec: DeviceSpec) -> None:
+        """Add the device as the firmware would present it; ``driver`` binds it to that
+        driver only (added with autoprobe off, then attached), ``bind = false`` leaves it
+        unbound."""
         bus = kernel.buses[spec.bus]
         autoprobe = bus.drivers_autoprobe
-        bus.drivers_autoprobe = spec.bind
+        bus.drivers_autoprobe = spec.bind and spec.driver is None
         try:
+            dev: Device
             if spec.slot is not None:
                 kernel.pci_slots.append(spec.slot)
-                add_hardware_controls(kernel, spec.dev_name, spec.slot.hw)
-                await device_add(PciDevice(kernel, spec.slot))
+                dev = PciDevice(kernel, spec.slot)
+            elif spec.bus == "hotplug":
+                dev = HotplugDevice(kernel, spec.id)
             else:
-                dev: Device = (
-                    HotplugDevice(kernel, spec.id)
-                    if spec.bus == "hotplug"
-                    else PlatformDevice(kernel, spec.name, spec.id)
-                )
-                add_hardware_controls(kernel, dev.name, dev.hw)
-                await device_add(dev)
+                dev = PlatformDevice(kernel, spec.name, spec.id)
+            dev.hw.attrs.update(spec.attrs)
+            add_hardware_controls(kernel, dev.name, dev.hw)
+            await device_add(dev)
         finally:
             bus.drivers_autoprobe = autoprobe
+        if spec.driver is not None:
+            await device_driver_attach(bus.drivers[spec.driver], dev)
 
 
 # -- parsing and checking --
@@ -302,22 +316,37 @@ def _parse_driver(entry: _Entry, modules: list[str]) -> DriverSpec:
     return spec
 
 
-def _parse_device(entry: _Entry) -> DeviceSpec:
+def _parse_device(entry: _Entry, drivers: set[tuple[str, str]]) -> DeviceSpec:
     bus = entry.get("bus", str, "a string")
     if bus not in BUSES:
         entry.fail("bus", " or ".join(repr(b) for b in BUSES))
-    bind = entry.get("bind", bool, "true or false", True)
+    spec = _parse_bus_device(entry, bus)
+    spec.bind = entry.get("bind", bool, "true or false", True)
+    spec.driver = entry.optional("driver", str, "a driver name")
+    if spec.driver is not None and not spec.bind:
+        entry.fail("driver", "no driver for a device with bind = false")
+    if spec.driver is not None and (bus, spec.driver) not in drivers:
+        entry.fail("driver", f"the name of a [[driver]] on bus '{bus}' (no '{spec.driver}')")
+    attrs = entry.get("attrs", dict, "a table of attribute names and text values", {})
+    for name, value in attrs.items():
+        if not isinstance(value, str) or "/" in name or name in (".", ".."):
+            entry.fail(f"attrs.{name}", "a text value, under a plain file name")
+    spec.attrs = dict(attrs)
+    entry.done()
+    return spec
+
+
+def _parse_bus_device(entry: _Entry, bus: str) -> DeviceSpec:
+    """The fields that say which device it is, per bus."""
     if bus == "platform":
         name = entry.get("name", str, "a string")
         dev_id = entry.get("id", int, "an integer (-1 for none)", -1)
-        entry.done()
-        return DeviceSpec(bus, name, dev_id, bind)
+        return DeviceSpec(bus, name, dev_id)
     if bus == "hotplug":
         dev_id = entry.get("id", int, "an integer from 0 to 2147483647")
         if not 0 <= dev_id <= 2**31 - 1:
             entry.fail("id", "an integer from 0 to 2147483647")
-        entry.done()
-        return DeviceSpec(bus, "hotplug", dev_id, bind)
+        return DeviceSpec(bus, "hotplug", dev_id)
     slot_name = entry.get("slot", str, 'a PCI slot name such as "0000:00:02.0"')
     bars = []
     for i, item in enumerate(entry.get("bars", list, "an array of tables", [])):
@@ -342,8 +371,7 @@ def _parse_device(entry: _Entry) -> DeviceSpec:
         _u8(entry, "irq", 0),
         bars,
     )
-    entry.done()
-    return DeviceSpec(bus, slot_name, bind=bind, slot=slot)
+    return DeviceSpec(bus, slot_name, slot=slot)
 
 
 def parse(text: str, source: str) -> Scenario:
@@ -373,7 +401,7 @@ def parse(text: str, source: str) -> Scenario:
         scenario.drivers.append(drv)
     seen_devices: set[tuple[str, str]] = set()
     for entry in _entries(source, data, "device"):
-        dev = _parse_device(entry)
+        dev = _parse_device(entry, seen_drivers)
         if (dev.bus, dev.dev_name) in seen_devices:
             where = "slot" if dev.bus == "pci" else "name"
             entry.fail(where, f"a unique device ('{dev.dev_name}' is used twice)")

@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import trio
 
 from fakesys.kernel.simchar import POLICIES
-from fakesys.scenario import ScenarioError, load, parse
+from fakesys.scenario import ScenarioError, boot, load, parse
 
 BASE = """
 [[module]]
@@ -73,3 +74,40 @@ def test_cli_reports_a_bad_scenario_with_status_2_and_no_mount(tmp_path: Path) -
     assert out.returncode == 2
     assert out.stderr == f"fakesys: {bad}: device[0]: missing field 'name'\n"
     assert not mnt.exists()
+
+
+def test_device_driver_binding_and_attributes_are_checked() -> None:
+    base = BASE + '[[driver]]\nname = "e"\nbus = "platform"\n'
+    with pytest.raises(ScenarioError, match=r"device\[0\]\.driver: expected the name of a"):
+        parse(base + '[[device]]\nbus = "platform"\nname = "x"\ndriver = "nope"\n', "s.toml")
+    with pytest.raises(ScenarioError, match=r"device\[0\]\.driver: expected no driver"):
+        parse(
+            base + '[[device]]\nbus = "platform"\nname = "x"\ndriver = "d"\nbind = false\n',
+            "s.toml",
+        )
+    with pytest.raises(ScenarioError, match=r"device\[0\]\.attrs\.n: expected a text value"):
+        parse(base + '[[device]]\nbus = "platform"\nname = "x"\nattrs = { n = 1 }\n', "s.toml")
+    scenario = parse(
+        base
+        + '[[device]]\nbus = "platform"\nname = "e"\ndriver = "d"\nattrs = { serial = "42" }\n',
+        "s.toml",
+    )
+    assert scenario.devices[0].driver == "d"
+    assert scenario.devices[0].attrs == {"serial": "42"}
+
+
+async def test_a_named_driver_binds_even_without_a_match_and_attrs_show(
+    nursery: trio.Nursery,
+) -> None:
+    text = BASE + (
+        '[[driver]]\nname = "e"\nbus = "platform"\n'
+        '[[device]]\nbus = "platform"\nname = "e"\nid = 0\ndriver = "d"\n'
+        'attrs = { serial = "SN42" }\n'
+    )
+    kernel = await boot(parse(text, "s.toml"), nursery)
+    dev = kernel.buses["platform"].find_device_by_name("e.0")
+    assert dev is not None
+    assert dev.driver is kernel.buses["platform"].drivers["d"]  # not "e", which matches by name
+    node = kernel.lookup("sys/devices/platform/e.0/serial")
+    assert node is not None
+    assert node.mode == 0o444

@@ -177,6 +177,13 @@ DEV_ATTR_UEVENT = SysfsAttr[Device]("uevent", RW, _uevent_show, _uevent_store)
 DEV_ATTR_DEV = SysfsAttr[Device]("dev", RO, _dev_show)
 
 
+def _hw_attr_show(name: str) -> Callable[[Device], str]:
+    def show(dev: Device) -> str:
+        return f"{dev.hw.attrs[name]}\n"
+
+    return show
+
+
 def _parent_dir(dev: Device) -> KernfsNode:
     """get_device_parent(): where the device's directory goes."""
     kernel = dev.kernel
@@ -217,6 +224,8 @@ async def device_add(dev: Device) -> None:
         create_group(root, dev.kn, dev, dev.bus.dev_attrs)
         dev.bus.add_device(dev)
     dpm_sysfs_add(dev)
+    for name in dev.hw.attrs:
+        create_file(root, dev.kn, dev, SysfsAttr(name, RO, _hw_attr_show(name)))
     if dev.devt is not None:
         create_file(root, dev.kn, dev, DEV_ATTR_DEV)
         kernel.add_sys_dev_entry(dev)

@@ -17,6 +17,9 @@ class Hardware:
         self.irq = IrqLine()
         self.on_rx: Callable[[bytes], None] | None = None
         self.dropped = 0
+        #: Read-only attributes the hardware shows in its device's directory (a serial
+        #: number, a firmware version), from the scenario.
+        self.attrs: dict[str, str] = {}
 
     def feed(self, data: bytes) -> None:
         if self.on_rx is None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -12,13 +13,33 @@ from fakesys.pytest_plugin import FakesysMount, fuse_usable
 
 Mount = FakesysMount
 
-__all__ = ["Mount", "fuse_usable", "wait_until"]
+__all__ = ["Mount", "fuse_usable", "wait_blocked_in_read", "wait_until"]
 
 
 @pytest.fixture
 def mount(fakesys: FakesysMount) -> FakesysMount:
     """The tests' name for the plugin's fixture."""
     return fakesys
+
+
+# read(2)'s number, as /proc/<pid>/syscall shows the call a task sleeps in
+READ_SYSCALL = {"x86_64": "0", "aarch64": "63"}.get(os.uname().machine)
+
+
+def blocked_in_read(pid: int) -> bool:
+    """Whether the process sleeps in read(2) (any syscall where the number is unknown)."""
+    try:
+        with open(f"/proc/{pid}/syscall", encoding="ascii") as f:
+            call = f.read().split(" ", 1)[0].strip()
+    except OSError:
+        return False
+    if call in ("running", "-1", ""):
+        return False
+    return READ_SYSCALL is None or call == READ_SYSCALL
+
+
+def wait_blocked_in_read(pid: int, timeout: float = 10.0) -> None:
+    assert wait_until(lambda: blocked_in_read(pid), timeout), f"{pid} never blocked in read"
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:

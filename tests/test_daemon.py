@@ -14,7 +14,7 @@ import pytest
 
 from fakesys._mounts import mounted_fstype
 
-from .conftest import Mount, fuse_usable, wait_until
+from .conftest import Mount, fuse_usable, wait_blocked_in_read, wait_until
 
 pytestmark = pytest.mark.skipif(not fuse_usable(), reason="no usable /dev/fuse on this machine")
 
@@ -55,8 +55,7 @@ def test_blocked_reader_is_interrupted_by_sigint(mount: Mount) -> None:
     )
     assert proc.stdout is not None
     assert proc.stdout.readline() == "blocking\n"
-    time.sleep(0.3)  # let it reach the blocking read
-    assert proc.poll() is None
+    wait_blocked_in_read(proc.pid)
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=5)
@@ -66,8 +65,7 @@ def test_blocked_reader_is_interrupted_by_sigint(mount: Mount) -> None:
 
 def test_blocked_cat_dies_promptly_on_sigkill(mount: Mount) -> None:
     proc = subprocess.Popen(["cat", "dev/kmsg"], cwd=mount.path, stdout=subprocess.DEVNULL)
-    time.sleep(0.3)
-    assert proc.poll() is None
+    wait_blocked_in_read(proc.pid)
     started = time.monotonic()
     proc.kill()
     proc.wait(timeout=5)
@@ -107,7 +105,7 @@ def test_sigterm_wakes_blocked_readers_with_enodev(tmp_path: Path) -> None:
             m,
             """
             import errno, os
-            fd = os.open("dev/kmsg", os.O_RDONLY)
+            fd = os.open("dev/refcounted0", os.O_RDONLY)
             print("open", flush=True)
             try:
                 while True:
@@ -118,7 +116,8 @@ def test_sigterm_wakes_blocked_readers_with_enodev(tmp_path: Path) -> None:
         )
         assert proc.stdout is not None
         assert proc.stdout.readline() == "open\n"
-        time.sleep(0.3)
+        readers = m / "sys/kernel/debug/fakesys/devices/cdev_refcounted.0/readers"
+        assert wait_until(lambda: readers.read_text() == "1\n")
         status = m.stop()
         out, _ = proc.communicate(timeout=5)
     finally:
@@ -173,8 +172,8 @@ def test_the_tree_answers_while_readers_are_blocked(mount: Mount) -> None:
     readers = [subprocess.Popen(["cat", "dev/kmsg"], cwd=mount.path, stdout=subprocess.DEVNULL)
                for _ in range(50)]  # fmt: skip
     try:
-        time.sleep(0.5)
-        assert all(r.poll() is None for r in readers)
+        for r in readers:
+            wait_blocked_in_read(r.pid)
         assert mount.read("sys/devices/platform/foo.0/uevent").startswith("DRIVER=foo")
         mount.sh("echo foo.0 > sys/bus/platform/drivers/foo/unbind", check=True)
     finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Mount
+from .conftest import Mount, wait_until
 
 CTL = "sys/kernel/debug/fakesys"
 
@@ -110,6 +110,12 @@ def test_fixed_policies_fail_cleanly_after_unbind(mount: Mount, policy: str) -> 
     assert (mount.path / "dev" / node).exists()
 
 
+def wait_readers(mount: Mount, device: str, count: int) -> None:
+    """Until ``count`` reads of ``device`` are blocked in its driver."""
+    readers = f"{CTL}/devices/{device}/readers"
+    assert wait_until(lambda: int(mount.read(readers)) >= count, 20), mount.read(readers)
+
+
 def background(mount: Mount, script: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         ["bash", "-c", script],
@@ -123,10 +129,10 @@ def background(mount: Mount, script: str) -> subprocess.Popen[str]:
 
 def test_revoke_unbind_waits_for_a_blocked_read(mount: Mount) -> None:
     reader = background(mount, "head -c 5 dev/revoke0")
-    time.sleep(0.3)
+    wait_readers(mount, "cdev_revoke.0", 1)
     unbind = background(mount, "echo cdev_revoke.0 > sys/bus/platform/drivers/cdev_revoke/unbind")
     time.sleep(0.5)
-    assert unbind.poll() is None  # held by the read in flight
+    assert unbind.poll() is None  # still held by the read in flight
     mount.sh(f"echo -n hello > {CTL}/devices/cdev_revoke.0/feed", check=True)
     assert reader.communicate(timeout=10)[0] == "hello"
     unbind.communicate(timeout=10)
@@ -135,7 +141,7 @@ def test_revoke_unbind_waits_for_a_blocked_read(mount: Mount) -> None:
 
 def test_unplug_wakes_a_blocked_reader_with_enodev(mount: Mount) -> None:
     reader = background(mount, "head -c 5 dev/unplug0")
-    time.sleep(0.3)
+    wait_readers(mount, "cdev_unplug.0", 1)
     started = time.monotonic()
     mount.sh("echo cdev_unplug.0 > sys/bus/platform/drivers/cdev_unplug/unbind", check=True)
     _, err = reader.communicate(timeout=10)
@@ -193,8 +199,7 @@ def test_blocked_reader_on_a_node_exits_on_sigint_within_a_second(mount: Mount) 
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(0.5)
-    assert reader.poll() is None
+    wait_readers(mount, "cdev_refcounted.0", 1)
     started = time.monotonic()
     reader.send_signal(2)
     _, err = reader.communicate(timeout=5)
@@ -231,7 +236,7 @@ def test_the_tree_answers_with_500_blocked_readers(mount: Mount, tmp_path: Path)
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline() == "blocked\n"
-        time.sleep(0.5)
+        wait_readers(mount, "cdev_refcounted.0", 500)
         started = time.monotonic()
         assert mount.read("sys/devices/platform/foo.0/uevent").startswith("DRIVER=foo")
         (mount.path / "sys/bus/platform/drivers/foo/unbind").stat()

@@ -59,9 +59,9 @@ def test_no_command_is_a_usage_error() -> None:
     assert "no command given" in out.stderr
 
 
-def test_without_privileges_the_error_is_clear() -> None:
+def test_without_cap_sys_admin_the_error_is_clear() -> None:
     out = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+        ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin",
          sys.executable, "-m", "fakesys", "run", "--", "true"],
         capture_output=True,
         text=True,

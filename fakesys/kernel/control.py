@@ -11,6 +11,7 @@
 ``uevents``                       the uevent stream, as ``udevadm monitor --kernel --property``
 ``devices/<dev>/feed``            bytes written here arrive from the device's hardware
 ``devices/<dev>/irq``             a write raises the device's interrupt; reads the count
+``devices/<dev>/readers``         how many reads are blocked waiting for the device's data
 ================================  ===========================================================
 
 The hold points are listed in :data:`fakesys.kernel.hold.HOLD_POINTS`.
@@ -120,6 +121,7 @@ KERNEL_FILES = (
 HW_FILES = (
     SysfsAttr[Hardware]("feed", WO, store=_feed_store),
     SysfsAttr[Hardware]("irq", CONTROL_MODE, _irq_show, _irq_store),
+    SysfsAttr[Hardware]("readers", 0o400, lambda hw: f"{hw.readers}\n"),
 )
 
 

@@ -17,6 +17,9 @@ class Hardware:
         self.irq = IrqLine()
         self.on_rx: Callable[[bytes], None] | None = None
         self.dropped = 0
+        #: Reads blocked waiting for data from this hardware, so that a script can wait
+        #: until a reader is really in the driver before it races something against it.
+        self.readers = 0
         #: Read-only attributes the hardware shows in its device's directory (a serial
         #: number, a firmware version), from the scenario.
         self.attrs: dict[str, str] = {}

@@ -234,7 +234,11 @@ class CharBehaviour(SimBehaviour, FileOperations):
                 raise ErrnoError(self.gone_errno())
             if file.nonblocking:
                 raise ErrnoError(errno.EAGAIN)
-            await priv.wq.park()
+            priv.dev.hw.readers += 1
+            try:
+                await priv.wq.park()
+            finally:
+                priv.dev.hw.readers -= 1
         await priv.dev.kernel.hold.reach("read")
         # Copying out reads the driver's buffer: freed memory if the data did not outlive
         # an unbind that happened meanwhile.

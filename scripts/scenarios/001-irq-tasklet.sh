@@ -21,7 +21,8 @@ interrupt_in_window() {
   echo 0 > $ctl/hold/unbind_devres
   wait $unbinder
   echo 0 > $ctl/hold/tasklet
-  sleep 0.2  # the tasklet, if scheduled, runs now
+  # a held tasklet runs as soon as it is released: wait until nothing is held any more
+  for _ in $(seq 100); do [ "$(cat $ctl/hold/tasklet)" = off ] && break; sleep 0.05; done
 }
 
 say "buggy: devm_request_irq() outlives remove() (cdev_irq_devm)"

@@ -14,7 +14,7 @@ say "a read in flight holds the detach"
 tmp=$(mktemp)
 head -c 5 <&3 > "$tmp" &
 reader=$!
-sleep 0.3
+wait_readers cdev_revoke.0 1
 echo cdev_revoke.0 > $drivers/cdev_revoke/unbind &
 unbinder=$!
 sleep 0.5
@@ -43,7 +43,7 @@ import os, signal
 signal.signal(signal.SIGINT, signal.SIG_DFL)
 os.read(os.open("dev/revoke0", os.O_RDONLY), 1)' &
 reader=$!
-sleep 0.3
+wait_readers cdev_revoke.0 1
 echo cdev_revoke.0 > $drivers/cdev_revoke/unbind &
 unbinder=$!
 sleep 0.3

@@ -14,7 +14,7 @@ exec 3<dev/unplug0
 tmp=$(mktemp)
 (head -c 5 <&3 >/dev/null 2>"$tmp") &
 reader=$!
-sleep 0.3
+wait_readers cdev_unplug.0 1
 echo cdev_unplug.0 > $drivers/cdev_unplug/unbind
 wait $reader
 expect_eq "blocked read" "No such device" "$(grep -o 'No such device' "$tmp")"

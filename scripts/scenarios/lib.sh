@@ -147,6 +147,17 @@ wait_held() {
   return 1
 }
 
+# wait_readers DEVICE N: until N reads are blocked waiting for DEVICE's data
+wait_readers() {
+  local i
+  for i in $(seq 200); do
+    [ "$(cat "$ctl/devices/$1/readers")" -ge "$2" ] && return 0
+    sleep 0.05
+  done
+  fail "no read of $1 blocked in the driver"
+  return 1
+}
+
 # rebind DRIVER DEVICE: make sure DEVICE is bound to DRIVER again (for a shared mount)
 rebind() {
   [ -e "$drivers/$1/$2" ] || echo "$2" > "$drivers/$1/bind"

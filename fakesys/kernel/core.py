@@ -236,10 +236,6 @@ async def device_add(dev: Device) -> None:
         await dev.bus.probe_device(dev)
 
 
-async def device_register(dev: Device) -> None:
-    await device_add(dev)
-
-
 async def device_del(dev: Device) -> None:
     """Take the device out of the system (device_del()): it is marked dead so no driver can
     bind any more, its driver is unbound, and its directory goes away once callbacks in

@@ -21,12 +21,6 @@ class Kref:
             raise RuntimeError("kref_get() on a released object")
         self.count += 1
 
-    def get_unless_zero(self) -> bool:
-        if self.count <= 0:
-            return False
-        self.count += 1
-        return True
-
     def put(self) -> bool:
         """Drop one reference; returns True if that was the last one and ``release`` ran."""
         if self.count <= 0:

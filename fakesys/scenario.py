@@ -88,6 +88,8 @@ class DeviceSpec:
     slot: PciSlot | None = None
     driver: str | None = None
     attrs: dict[str, str] = field(default_factory=dict)
+    produce_every_ms: int = 0
+    produce: bytes = b""
 
     @property
     def dev_name(self) -> str:
@@ -170,6 +172,9 @@ class Scenario:
                 dev = PlatformDevice(kernel, spec.name, spec.id)
             dev.hw.attrs.update(spec.attrs)
             add_hardware_controls(kernel, dev.name, dev.hw)
+            if spec.produce_every_ms:
+                period, data, hw = spec.produce_every_ms / 1000, spec.produce, dev.hw
+                kernel.spawn(lambda: hw.produce(kernel.clock, period, data))
             await device_add(dev)
         finally:
             bus.drivers_autoprobe = autoprobe
@@ -332,6 +337,12 @@ def _parse_device(entry: _Entry, drivers: set[tuple[str, str]]) -> DeviceSpec:
         if not isinstance(value, str) or "/" in name or name in (".", ".."):
             entry.fail(f"attrs.{name}", "a text value, under a plain file name")
     spec.attrs = dict(attrs)
+    spec.produce_every_ms = entry.get("produce_every_ms", int, "a period in milliseconds", 0)
+    if spec.produce_every_ms < 0:
+        entry.fail("produce_every_ms", "a period in milliseconds")
+    spec.produce = entry.get("produce", str, "the text the device produces", "").encode()
+    if bool(spec.produce_every_ms) != bool(spec.produce):
+        entry.fail("produce", "both 'produce' and 'produce_every_ms', or neither")
     entry.done()
     return spec
 

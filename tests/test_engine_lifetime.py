@@ -166,3 +166,15 @@ async def test_failing_deferred_work_is_logged_and_the_kernel_goes_on(
     await trio.testing.wait_all_tasks_blocked()
     assert "deferred kernel work failed" in caplog.text
     assert ran == ["fine"]
+
+
+async def test_hardware_produces_on_the_engine_clock(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    kernel = await scenario.boot(scenario.load("camera"), nursery)
+    of = await open_node(kernel, "video0", os.O_RDONLY)
+    await trio.sleep(3.5)
+    assert await of.read(0, 100) == b"frame\n" * 3
+    kernel.clock.advance(2)  # the clock jumping ahead makes the sensor catch up
+    await trio.testing.wait_all_tasks_blocked()
+    assert await of.read(0, 100) == b"frame\n" * 2

@@ -111,3 +111,8 @@ async def test_a_named_driver_binds_even_without_a_match_and_attrs_show(
     node = kernel.lookup("sys/devices/platform/e.0/serial")
     assert node is not None
     assert node.mode == 0o444
+
+
+def test_produce_needs_its_period() -> None:
+    with pytest.raises(ScenarioError, match=r"device\[0\]\.produce: expected both"):
+        parse(BASE + '[[device]]\nbus = "platform"\nname = "x"\nproduce = "tick"\n', "s.toml")

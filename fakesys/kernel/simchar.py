@@ -76,6 +76,7 @@ POLICIES = (
     "modref-locked",
 )
 PRIV_SIZE = 256
+RX_MAX = 64 * 1024
 # Offsets of the fields the simulated code touches, for the reports.
 OFF_OPEN_COUNT = 0x00
 OFF_RX_LEN = 0x08
@@ -108,6 +109,7 @@ class CharPriv:
         self.dev = dev
         self.minor = minor
         self.rx = bytearray()
+        self.overruns = 0
         self.tx_bytes = 0
         self.open_count = 0
         self.wq = WaitQueue()
@@ -122,7 +124,11 @@ class CharPriv:
         self.tasklet: Tasklet | None = None
 
     def receive(self, data: bytes) -> None:
-        self.rx += data
+        # The receive buffer is a FIFO of RX_MAX bytes: what does not fit is dropped, as a
+        # full hardware FIFO overruns.
+        room = RX_MAX - len(self.rx)
+        self.overruns += max(0, len(data) - room)
+        self.rx += data[: max(0, room)]
         self.wq.wake_up_all()
         if self.cdev is not None and self.class_dev is not None:
             node = self.class_dev.kernel.dev_kn.walk(self.class_dev.devnode_path())

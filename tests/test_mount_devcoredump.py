@@ -249,6 +249,9 @@ def test_put_era_lock_cycle_is_reported_with_its_three_chains(mount: Mount) -> N
     assert "devcd_data_write" in chain(1) and "kernfs_fop_write_iter" in chain(1)
     assert "dev_coredump_put" in chain(0) and "unbind_store" in chain(0)
     assert " *** DEADLOCK ***" in report
+    held = report.index(" *** DEADLOCK ***") + 2
+    assert report[held].startswith("1 lock held by bash/")
+    assert report[held + 1].startswith(" #0: (&devcd->mutex), at: devcd_free+")
     assert mount.read("proc/sys/kernel/tainted") == "0\n"  # lockdep does not taint
 
 

@@ -119,6 +119,17 @@ class Lockdep:
                     frontier.append([*path, before])
         return None
 
+    @staticmethod
+    def _held_locks(comm: str, pid: int) -> list[str]:
+        """lockdep_print_held_locks()"""
+        held = _held.get()
+        if not held:
+            return [f"no locks held by {comm}/{pid}."]
+        plural = "lock" if len(held) == 1 else "locks"
+        return [f"{len(held)} {plural} held by {comm}/{pid}:"] + [
+            f" #{i}: ({h.cls.name}), at: {_site(h.stack)}" for i, h in enumerate(held)
+        ]
+
     def _report(
         self, held: Held, new: LockClass, chain: list[LockClass], new_stack: tuple[str, ...]
     ) -> None:
@@ -168,6 +179,8 @@ class Lockdep:
             f"  lock({new.name});",
             "",
             " *** DEADLOCK ***",
+            "",
+            *self._held_locks(task.comm, task.pid),
             "",
             "stack backtrace:",
             *kernel.dump_stack_header(),

@@ -128,6 +128,11 @@ async def test_use_after_free_of_devm_memory_is_reported_and_taints() -> None:
     assert f"The buggy address belongs to the object at {priv.addr:016x}" in report
     assert " which belongs to the cache kmalloc-256 of size 256" in report
     assert "The buggy address is located 16 bytes inside of" in report
+    memory = report.index("Memory state around the buggy address:")
+    row = priv.addr  # the object starts a 128-byte row: offset 16 is its third granule
+    assert report[memory + 3] == f">{row:016x}: fa" + " fb" * 15
+    assert report[memory + 4] == " " * (19 + 3 * 2) + "^"
+    assert report[memory + 1] == f" {row - 256:016x}: " + " ".join(["fc"] * 16)
     assert lines[-1] == "Disabling lock debugging due to kernel taint"
     # One report per boot unless multi-shot
     before = len(kernel.log.records())

@@ -25,6 +25,34 @@ _ALLOC_FRAMES = ("kasan_save_stack", "kasan_save_track", "__kasan_kmalloc")
 _FREE_FRAMES = ("kasan_save_stack", "kasan_save_track", "kasan_save_free_info", "__kasan_slab_free")
 
 
+KASAN_SLAB_REDZONE = 0xFC
+KASAN_SLAB_FREE = 0xFB
+KASAN_SLAB_FREE_META = 0xFA  # the first granule of a freed object holds its free track
+GRANULE = 8
+ROW = 16 * GRANULE
+
+
+def shadow_dump(obj: Object, addr: int) -> list[str]:
+    """ "Memory state around the buggy address" (print_memory_metadata()): five rows of shadow
+    bytes, one per 8-byte granule, the buggy row marked ``>`` and its granule with ``^``.
+    Around a freed object everything is slab redzone."""
+
+    def shadow(granule: int) -> int:
+        if not obj.addr <= granule < obj.addr + obj.cache_size:
+            return KASAN_SLAB_REDZONE
+        return KASAN_SLAB_FREE_META if granule == obj.addr else KASAN_SLAB_FREE
+
+    lines = ["Memory state around the buggy address:"]
+    buggy_row = addr - addr % ROW
+    for row in range(buggy_row - 2 * ROW, buggy_row + 3 * ROW, ROW):
+        marker = ">" if row == buggy_row else " "
+        shadows = " ".join(f"{shadow(row + i * GRANULE):02x}" for i in range(ROW // GRANULE))
+        lines.append(f"{marker}{row:016x}: {shadows}")
+        if row == buggy_row:
+            lines.append(" " * (19 + 3 * ((addr - row) // GRANULE)) + "^")
+    return lines
+
+
 class Kasan:
     def __init__(
         self,
@@ -65,7 +93,7 @@ class Kasan:
         """Ruler, bug line, access line, the stack of the bad access and the object's history."""
         task = current()
         self._print(RULER)
-        self._print(f"BUG: KASAN: {bug} in {stack[0]}")
+        self._print(f"BUG: KASAN: {bug} in {stack[0] if stack else '0x0'}")
         self._print(f"{access} by task {task.comm}/{task.pid}")
         self._print("")
         for line in self._cpu_line():
@@ -96,6 +124,8 @@ class Kasan:
             f" freed {cache_size}-byte region [{obj.addr:016x}, {obj.addr + cache_size:016x})"
         )
         self._print("")
+        for line in shadow_dump(obj, addr):
+            self._print(line)
         self._print(RULER)
         self._end_report()
 

@@ -31,12 +31,12 @@ NASTY = (
 SKIP = ("/sys/kernel/debug/fakesys/hold/", "/sys/kernel/uevent_helper")
 
 
-def files(node: KernfsNode, mode_bits: int) -> list[KernfsNode]:
+def files_below(node: KernfsNode, mode_bits: int) -> list[KernfsNode]:
     """The files below ``node`` with any of ``mode_bits`` set."""
     found = []
     for child in node.children.values():
         if child.kind is NodeKind.DIR:
-            found += files(child, mode_bits)
+            found += files_below(child, mode_bits)
         elif child.kind is NodeKind.FILE and child.mode & mode_bits:
             found.append(child)
     return found
@@ -47,7 +47,7 @@ async def test_every_writable_file_takes_any_input(
 ) -> None:
     kernel = await scenario.boot(scenario.load(None), nursery)
     caller = Caller(os.getpid())
-    files = [f for f in files(kernel.kernfs.root, 0o222) if not f.path().startswith(SKIP)]
+    files = [f for f in files_below(kernel.kernfs.root, 0o222) if not f.path().startswith(SKIP)]
     assert len(files) > 100
     outcomes = {"written": 0, "refused": 0}
     for node in files:
@@ -79,7 +79,7 @@ async def test_every_readable_file_reads_or_refuses(
     of = await open_file(coredump, os.O_WRONLY, caller)
     await of.write(0, b"1")
     read = 0
-    for node in files(kernel.kernfs.root, 0o444):
+    for node in files_below(kernel.kernfs.root, 0o444):
         try:
             of = await open_file(node, os.O_RDONLY | os.O_NONBLOCK, caller)
             await of.read(0, 65536)

@@ -33,6 +33,10 @@ class MountError(Exception):
     """The mount point cannot be used; the message is for the user."""
 
 
+class MountFailed(Exception):
+    """libfuse could not mount; the message is for the user."""
+
+
 def clear_stale_mount(mountpoint: str) -> None:
     """Detach a dead fakesys mount left on ``mountpoint`` (its daemon is gone, so every
     access fails with ENOTCONN); refuse a live one and any other file system there."""
@@ -72,7 +76,10 @@ async def serve(scenario: Scenario, mountpoint: str, debug_fuse: bool = False) -
         kernel = await boot(scenario, engine)
         invalidator = Invalidator()
         operations = Operations(kernel.kernfs, invalidator)
-        pyfuse3.init(operations, mountpoint, mount_options(debug_fuse))
+        try:
+            pyfuse3.init(operations, mountpoint, mount_options(debug_fuse))
+        except RuntimeError as e:  # fuse_session_new() or fuse_session_mount() failed
+            raise MountFailed(f"cannot mount on {mountpoint}: {e} (is /dev/fuse usable?)") from None
         try:
             print(f"fakesys: mounted {scenario.source} on {mountpoint}", flush=True)
             async with trio.open_nursery() as fuse:
@@ -107,17 +114,19 @@ def run(scenario: Scenario, mountpoint: str, debug_fuse: bool = False) -> int:
     except (MountError, OSError) as e:
         print(f"fakesys: {e}", file=sys.stderr)
         return 1
+    # Errors from the boot or the mount come out of the engine's nursery in a group.
+    status = 0
     try:
         trio.run(serve, scenario, mountpoint, debug_fuse)
-    except ScenarioError as e:
-        print(f"fakesys: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:
-        if "fuse_session" in str(e):
-            print(
-                f"fakesys: cannot mount on {mountpoint}: {e} (is /dev/fuse usable?)",
-                file=sys.stderr,
-            )
-            return 1
-        raise
-    return 0
+    except* ScenarioError as scenario_errors:
+        _report(scenario_errors)
+        status = 2
+    except* MountFailed as mount_errors:
+        _report(mount_errors)
+        status = 1
+    return status
+
+
+def _report(group: BaseExceptionGroup[Exception]) -> None:
+    for error in group.exceptions:
+        print(f"fakesys: {error}", file=sys.stderr)

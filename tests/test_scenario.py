@@ -116,3 +116,20 @@ async def test_a_named_driver_binds_even_without_a_match_and_attrs_show(
 def test_produce_needs_its_period() -> None:
     with pytest.raises(ScenarioError, match=r"device\[0\]\.produce: expected both"):
         parse(BASE + '[[device]]\nbus = "platform"\nname = "x"\nproduce = "tick"\n', "s.toml")
+
+
+def test_an_error_found_while_building_is_reported_the_same_way(tmp_path: Path) -> None:
+    clash = tmp_path / "clash.toml"
+    clash.write_text(BASE + '[[device]]\nbus = "platform"\nname = "d"\nattrs = { uevent = "x" }\n')
+    mnt = tmp_path / "mnt"
+    out = subprocess.run(
+        [sys.executable, "-m", "fakesys", "mount", "--scenario", str(clash), str(mnt)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"fakesys: {clash}: device[0]: d cannot be added: File exists")
+    assert out.stderr.count("\n") == 1
+    assert out.stdout == ""  # never mounted

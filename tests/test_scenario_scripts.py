@@ -1,4 +1,4 @@
-"""The bash scenario scripts: each reproduces a seed's bug and its fix, checking itself."""
+"""The bash scenario scripts: each reproduces a lifetime bug and its fix, checking itself."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def run(script: Path, env: dict[str, str] | None = None) -> subprocess.Completed
     )
 
 
-def test_there_is_a_script_for_every_seed() -> None:
+def test_there_is_a_script_for_every_pattern() -> None:
     assert [s.name[:3] for s in SCRIPTS] == ["000", "001", "001", "002", "003", "004"]
 
 

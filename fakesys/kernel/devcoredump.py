@@ -17,7 +17,7 @@ The core's locking comes in two eras (kernel-abi.md §1):
 ``fixed`` (the 2025 "circular locking dependency" fix)
     The write only re-arms the work; deletion disables the work first, then takes the mutex.
 
-and the patch of seed 000 (Rodrigo Vivi, January 2024, not merged) makes every dump a devres
+and Rodrigo Vivi's patch (January 2024, not merged) makes every dump a devres
 of its failing device, removed when that device unbinds.
 """
 
@@ -299,7 +299,7 @@ class Devcoredump:
             self.kernel.slab.kfree(entry.obj, stack("kfree"))
 
     def _seed_devcd_remove(self, entry: DevcdEntry) -> None:
-        """The devm action of seed 000: devcd_remove_now() on the failing device's unbind."""
+        """The devm action of the 2024 patch: devcd_remove_now() on the failing device's unbind."""
         assert entry.del_wk is not None
         with frame("devcd_remove"):
             if not entry.obj.access(0x40, 8, write=True):

@@ -3,7 +3,8 @@
 Resources a driver registers while bound are released in reverse order of registration by
 devres_release_all(), which the driver core runs after the driver's remove() (and after a
 failed probe). devm_kzalloc() memory is freed there, whether or not something else, such as
-an open file, still points at it: that is the bug of seed 001.
+an open file, still points at it: that is the bug of the
+"When does the use of the devres API harm?" article.
 """
 
 from __future__ import annotations

@@ -58,6 +58,6 @@ async def driver_register(drv: Driver) -> None:
 
 async def driver_unregister(drv: Driver) -> None:
     # The driver list is changed under the driver lock, which lookups that must not race with
-    # unregistration take too (seed 004).
+    # unregistration take too (the 2002 driverfs discussion of get_driver()).
     async with drv.kernel.driver_lock:
         await bus_remove_driver(drv)

@@ -6,7 +6,7 @@ schedules runs afterwards as deferred work, behind the ``tasklet`` hold point. A
 with no handler is counted and otherwise ignored, as a spurious one.
 
 devm_request_irq() registers the IRQ as a managed resource, released with the devres *after*
-the driver's remove(): the window of seed 001's first half, where an interrupt still reaches a
+the driver's remove(): the window the devres article warns about, where an interrupt still reaches a
 handler whose tasklet was already killed.
 """
 

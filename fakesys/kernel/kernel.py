@@ -65,7 +65,8 @@ class Kernel:
         self.cdev_map: dict[tuple[int, int], Cdev] = {}
         self.hold = HoldPoints()
         self.delayed_works: weakref.WeakSet[DelayedWork] = weakref.WeakSet()
-        #: Serializes driver lookups with driver unregistration (the driver_lock of seed 004).
+        #: Serializes driver lookups with driver unregistration (the driver_lock proposed in
+        #: the 2002 driverfs discussion).
         self.driver_lock = trio.Lock()
         #: Where deferred work (tasklets, workqueues, timers) runs; set by whoever runs the
         #: kernel (the daemon, a test).

@@ -1,34 +1,35 @@
-"""Character-device drivers with a lifetime policy: the patterns of seeds 001 to 004.
+"""Character-device drivers with a lifetime policy: the devres article, the NetBSD
+audio detach design, the V4L2 unplug RFC and the 2002 driverfs module race.
 
 Each driver registers one character device per bound device: ``/dev/<name>N``, the class
 device ``/sys/class/<class>/<name>N`` with ``dev``, and ``/sys/dev/char/M:N``. Reads wait for
 data fed to the device's hardware; writes are consumed. What happens to an open file when the
 device is unbound is the policy:
 
-``devm`` (seed 001, buggy)
+``devm`` (the devres article, buggy)
     The private data is devm_kzalloc()'d in probe, so the core frees it right after remove().
     A later read, write or close touches freed memory: a KASAN slab-use-after-free report in
     ``<drv>_read``/``_write``/``_release``, taint B, and the buggy kernel's result (a read gets
     what was left in the freed buffer, else 0 bytes; a write "succeeds"; close returns 0).
-``refcounted`` (seed 001, fixed)
+``refcounted`` (the devres article, fixed)
     The private data is reference counted: the driver holds one reference, each open file one.
     Unbind marks it dead and wakes blocked readers; I/O then fails with ENODEV; the last close
     frees it.
-``revoke`` (seed 002, the NetBSD design)
+``revoke`` (the NetBSD audio detach design)
     Detach invalidates every open file, then waits for operations in flight (passive
     references) to drain, then frees. A read blocked in the driver holds ``unbind`` until it
     gets data or its caller is interrupted; later calls fail with ENXIO; close always works.
-``unplug`` (seed 003, the V4L2 RFC)
+``unplug`` (the V4L2 unplug RFC)
     Operations run in counted enter/exit sections. Unplug refuses new entries, wakes blocked
     operations (ENODEV), waits for the sections to exit, and only then does remove() free the
     resources they use.
-``irq-devm`` / ``irq-fixed`` (seed 001, first half)
+``irq-devm`` / ``irq-fixed`` (the devres article, its tasklet half)
     The device's interrupt schedules a tasklet that uses devm-allocated state. The buggy driver
     kills the tasklet in remove() but leaves the IRQ to devres, released after remove(): an
     interrupt in that window schedules the tasklet again, which then runs on freed state. The
     fixed driver frees the IRQ in remove() before killing the tasklet. Their files behave as
     ``refcounted``.
-``modref-racy`` / ``modref-locked`` (seed 004)
+``modref-racy`` / ``modref-locked`` (the 2002 driverfs module race)
     open() finds the driver and then takes its module reference. The racy driver does it
     without a lock, so an unload in between frees the driver and the open reads freed memory;
     the locked one holds the driver lock, which unload also takes, so the open fails cleanly
@@ -301,7 +302,7 @@ class CharBehaviour(SimBehaviour, FileOperations):
 
 
 class DevmChar(CharBehaviour):
-    """Seed 001, buggy: file operations use devm-allocated data freed at unbind."""
+    """The devres article, buggy: file operations use devm-allocated data freed at unbind."""
 
     policy = "devm"
 
@@ -338,7 +339,7 @@ class DevmChar(CharBehaviour):
 
 
 class RefcountedChar(CharBehaviour):
-    """Seed 001, fixed: the data lives until the last reference, driver's or file's."""
+    """The devres article, fixed: the data lives until the last reference, driver's or file's."""
 
     policy = "refcounted"
 
@@ -371,7 +372,7 @@ class RefcountedChar(CharBehaviour):
 
 
 class RevokeChar(CharBehaviour):
-    """Seed 002: detach revokes the open files and drains the operations in flight."""
+    """NetBSD audio detach: detach revokes the open files and drains the operations in flight."""
 
     policy = "revoke"
 
@@ -415,7 +416,7 @@ class RevokeChar(CharBehaviour):
 
 
 class UnplugChar(RefcountedChar):
-    """Seed 003: enter/exit sections; unplug wakes and waits for them before freeing."""
+    """The V4L2 unplug RFC: enter/exit sections; unplug wakes and waits for them before freeing."""
 
     policy = "unplug"
 
@@ -448,7 +449,7 @@ class UnplugChar(RefcountedChar):
 
 
 class IrqChar(RefcountedChar):
-    """Seed 001, first half: an interrupt schedules a tasklet on devm-allocated state."""
+    """The devres article, tasklet half: an interrupt schedules a tasklet on devm state."""
 
     policy = "irq-devm"
 
@@ -489,7 +490,7 @@ class IrqFixedChar(IrqChar):
 
 
 class ModrefChar(RefcountedChar):
-    """Seed 004: open() looks the driver up, then takes its module reference."""
+    """The 2002 driverfs race: open() looks the driver up, then takes its module reference."""
 
     policy = "modref-racy"
     locked = False

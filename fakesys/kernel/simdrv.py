@@ -7,7 +7,7 @@ release after remove frees the data. The character-device behaviours, one per li
 are in :mod:`.simchar`. ``probe_errno`` makes every probe fail with that errno.
 
 The driver structure itself is a heap object too, freed when its module is unloaded, so code
-that reaches a driver without holding its module (seed 004) is caught.
+that reaches a driver without holding its module (the 2002 driverfs race) is caught.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
     deletes the dump; the core has the pre-fix locking, whose lock cycle lockdep reports.
 ``fixed`` (the 2025 fix)
     The same driver on the fixed core.
-``seed`` (the patch in seed 000)
+``seed`` (Rodrigo Vivi's unmerged 2024 patch)
     A driver whose dump data stands alone (dev_coredumpv(), like iwlwifi's firmware dumps),
     on the patched core that removes every dump when its failing device unbinds: a driver that
     unbinds and rebinds to recover loses the dump it just took (Johannes Berg's objection).

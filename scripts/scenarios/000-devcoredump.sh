@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Seed 000: "devcoredump: Remove devcoredump device if failing device is gone"
+# Rodrigo Vivi, 2024 (not merged): "devcoredump: Remove devcoredump device if failing device is gone"
 #
 # A device coredump outlives the device it describes. Four behaviours, one device each:
 #   legacy (before v6.10)  the dump stays after unbind; reading it runs the driver's read

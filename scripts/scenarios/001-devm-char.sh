@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Seed 001, second half: "What hides a driver, for example, a character device?"
+# "When does the use of the devres API harm?", second half: "What hides a driver, for example, a character device?"
 #
 # A driver allocates its private data with devm_kzalloc() and uses it from its file
 # operations. Unbinding frees the data while a file is still open; the next read, write or

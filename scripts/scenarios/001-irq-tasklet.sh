@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Seed 001, first half: "Registering an interrupt handler with tasklets"
+# "When does the use of the devres API harm?", first half: "Registering an interrupt handler with tasklets"
 #
 # The driver's remove() kills its tasklet, but the IRQ was requested with devm_request_irq(),
 # so it stays live until devres runs after remove(). An interrupt in that window schedules the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Seed 002: "closing pad(4) before audio(4) causes panic" -- the NetBSD answer.
+# NetBSD tech-kern, 2020: "closing pad(4) before audio(4) causes panic" -- the NetBSD answer.
 #
 # Detach must (a) make every open file invalid, (b) wait for the operations in flight to
 # drain, (c) only then free the softc; file operations on an invalid file fail with ENXIO and

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Seed 003: the V4L2 unplug RFC -- video_device_enter()/exit() and video_device_unplug().
+# The V4L2 unplug RFC (Laurent Pinchart) -- video_device_enter()/exit() and video_device_unplug().
 #
 # Operations that use device resources run in counted sections. Unplug refuses new entries,
 # wakes blocked operations, waits for the sections in flight to exit, and only then lets the

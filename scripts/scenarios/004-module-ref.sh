@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Seed 004: "Driverfs updates" -- get_driver() and try_inc_mod_count() without a lock.
+# LKML, July 2002, "Driverfs updates" -- get_driver() and try_inc_mod_count() without a lock.
 #
 # open() finds the driver, then takes its module reference. Without a lock an rmmod can run
 # in between: the count is still zero, so the module goes, and the open goes on with freed

@@ -101,11 +101,11 @@ class FakesysMount:
 
     def wait_for(self, relative: str, timeout: float = 5.0) -> bool:
         """Wait until the path exists (a symlink counts); False on timeout."""
-        return _poll(lambda: os.path.lexists(self.path / relative), timeout)
+        return wait_until(lambda: os.path.lexists(self.path / relative), timeout)
 
     def wait_gone(self, relative: str, timeout: float = 5.0) -> bool:
         """Wait until the path does not exist; False on timeout."""
-        return _poll(lambda: not os.path.lexists(self.path / relative), timeout)
+        return wait_until(lambda: not os.path.lexists(self.path / relative), timeout)
 
     def taint(self) -> int:
         return int(self.read("proc/sys/kernel/tainted"))
@@ -163,7 +163,8 @@ class FakesysMount:
         )
 
 
-def _poll(predicate: Callable[[], bool], timeout: float) -> bool:
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` every 20 ms until it holds (True) or ``timeout`` passes (False)."""
     deadline = time.monotonic() + timeout
     while True:
         if predicate():

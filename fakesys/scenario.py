@@ -142,7 +142,7 @@ class Scenario:
             behaviour = SimBehaviour(module)
         else:
             behaviour = BEHAVIOURS[spec.policy](
-                module, kernel.classes[spec.cls], spec.node or spec.name, spec.mode
+                spec.name, module, kernel.classes[spec.cls], spec.node or spec.name, spec.mode
             )
         dump = DumpSupport(spec.dump, module) if spec.dump is not None else None
         if spec.bus == "platform":

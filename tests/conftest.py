@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 
 import pytest
 
+from fakesys.harness import wait_until
 from fakesys.pytest_plugin import FakesysMount, fuse_usable
 
 Mount = FakesysMount
@@ -40,12 +39,3 @@ def blocked_in_read(pid: int) -> bool:
 
 def wait_blocked_in_read(pid: int, timeout: float = 10.0) -> None:
     assert wait_until(lambda: blocked_in_read(pid), timeout), f"{pid} never blocked in read"
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False

@@ -60,17 +60,22 @@ def test_default_scenario_loads() -> None:
     assert {d.policy for d in scenario.drivers} == {None, *POLICIES}
 
 
-def test_cli_reports_a_bad_scenario_with_status_2_and_no_mount(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.toml"
-    bad.write_text('[[device]]\nbus = "platform"\n')
-    mnt = tmp_path / "mnt"
-    out = subprocess.run(
-        [sys.executable, "-m", "fakesys", "mount", "--scenario", str(bad), str(mnt)],
+def mount_command(scenario: Path, mnt: Path) -> subprocess.CompletedProcess[str]:
+    """``fakesys mount --scenario SCENARIO MNT``, expected to fail before mounting."""
+    return subprocess.run(
+        [sys.executable, "-m", "fakesys", "mount", "--scenario", str(scenario), str(mnt)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_cli_reports_a_bad_scenario_with_status_2_and_no_mount(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[device]]\nbus = "platform"\n')
+    mnt = tmp_path / "mnt"
+    out = mount_command(bad, mnt)
     assert out.returncode == 2
     assert out.stderr == f"fakesys: {bad}: device[0]: missing field 'name'\n"
     assert not mnt.exists()
@@ -122,13 +127,7 @@ def test_an_error_found_while_building_is_reported_the_same_way(tmp_path: Path) 
     clash = tmp_path / "clash.toml"
     clash.write_text(BASE + '[[device]]\nbus = "platform"\nname = "d"\nattrs = { uevent = "x" }\n')
     mnt = tmp_path / "mnt"
-    out = subprocess.run(
-        [sys.executable, "-m", "fakesys", "mount", "--scenario", str(clash), str(mnt)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    out = mount_command(clash, mnt)
     assert out.returncode == 2
     assert out.stderr.startswith(f"fakesys: {clash}: device[0]: d cannot be added: File exists")
     assert out.stderr.count("\n") == 1

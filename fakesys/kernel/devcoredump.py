@@ -342,11 +342,13 @@ def _entry(dev: Device) -> DevcdEntry:
 
 
 async def _data_read(dev: Device, offset: int, count: int) -> bytes:
-    return await _entry(dev).devcd.data_read(_entry(dev), offset, count)
+    entry = _entry(dev)
+    return await entry.devcd.data_read(entry, offset, count)
 
 
 async def _data_write(dev: Device, offset: int, data: bytes) -> int:
-    return await _entry(dev).devcd.data_write(_entry(dev), offset, data)
+    entry = _entry(dev)
+    return await entry.devcd.data_write(entry, offset, data)
 
 
 class DevcdClass(Class):

@@ -158,15 +158,17 @@ class CharBehaviour(SimBehaviour, FileOperations):
 
     policy = ""
 
-    def __init__(self, module: Module | None, cls: Class, node_name: str, mode: int) -> None:
+    def __init__(
+        self, name: str, module: Module | None, cls: Class, node_name: str, mode: int
+    ) -> None:
         SimBehaviour.__init__(self, module)
         FileOperations.__init__(self, module)
+        self.name = name  # the driver's: functions and structures are named after it
         self.cls = cls
         self.node_name = node_name
         self.mode = mode
         self.major = alloc_chrdev_region(cls.kernel, node_name.rsplit("/", 1)[-1])
         self.minors: set[int] = set()
-        self.name = node_name
 
     def module_exit(self) -> None:
         # unregister_chrdev_region() in the module's exit
@@ -183,7 +185,6 @@ class CharBehaviour(SimBehaviour, FileOperations):
         return CharPriv(obj, dev, minor)
 
     async def probe(self, drv: Driver, dev: Device) -> None:
-        self.name = drv.name
         minor = min(set(range(len(self.minors) + 1)) - self.minors)
         priv = self.alloc_priv(dev, minor)
         self.minors.add(minor)
@@ -495,8 +496,10 @@ class ModrefChar(RefcountedChar):
     policy = "modref-racy"
     locked = False
 
-    def __init__(self, module: Module | None, cls: Class, node_name: str, mode: int) -> None:
-        super().__init__(module, cls, node_name, mode)
+    def __init__(
+        self, name: str, module: Module | None, cls: Class, node_name: str, mode: int
+    ) -> None:
+        super().__init__(name, module, cls, node_name, mode)
         self.driver: Driver | None = None
 
     async def probe(self, drv: Driver, dev: Device) -> None:

@@ -16,11 +16,7 @@ coredump() { echo 1 > "sys/devices/platform/$1/coredump"; }
 dumps() { ls $class | grep '^devcd' | tr '\n' ' '; }
 # dump_of DEVICE: the devcdN of DEVICE's dump, or nothing
 dump_of() { basename "$(readlink "sys/devices/platform/$1/devcoredump" 2>/dev/null)" 2>/dev/null; }
-wait_gone() {
-  local i
-  for i in $(seq 100); do [ -e "$class/$1" ] || return 0; sleep 0.05; done
-  return 1
-}
+wait_gone() { poll "[ ! -e $class/$1 ]"; }
 echo 1 > $ctl/debug_locks
 
 say "legacy: the dump outlives the unbind"

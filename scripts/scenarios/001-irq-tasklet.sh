@@ -22,7 +22,7 @@ interrupt_in_window() {
   wait $unbinder
   echo 0 > $ctl/hold/tasklet
   # a held tasklet runs as soon as it is released: wait until nothing is held any more
-  for _ in $(seq 100); do [ "$(cat $ctl/hold/tasklet)" = off ] && break; sleep 0.05; done
+  poll "[ \"\$(cat $ctl/hold/tasklet)\" = off ]"
 }
 
 say "buggy: devm_request_irq() outlives remove() (cdev_irq_devm)"

@@ -136,26 +136,25 @@ expect_taint_b() {
   if (( $(taint) & 32 )); then ok "$1: taint B set ($(taint))"; else fail "$1: taint B not set ($(taint))"; fi
 }
 
-# wait_held POINT: until an operation is stopped at the hold point
-wait_held() {
+# poll SHELL-CONDITION: true as soon as the condition holds, false after 10 s
+poll() {
   local i
   for i in $(seq 200); do
-    [ "$(cat $ctl/hold/$1)" = held ] && return 0
+    eval "$1" && return 0
     sleep 0.05
   done
-  fail "nothing reached the hold point $1"
   return 1
+}
+
+# wait_held POINT: until an operation is stopped at the hold point
+wait_held() {
+  poll "[ \"\$(cat $ctl/hold/$1)\" = held ]" || { fail "nothing reached the hold point $1"; return 1; }
 }
 
 # wait_readers DEVICE N: until N reads are blocked waiting for DEVICE's data
 wait_readers() {
-  local i
-  for i in $(seq 200); do
-    [ "$(cat "$ctl/devices/$1/readers")" -ge "$2" ] && return 0
-    sleep 0.05
-  done
-  fail "no read of $1 blocked in the driver"
-  return 1
+  poll "[ \"\$(cat $ctl/devices/$1/readers)\" -ge $2 ]" ||
+    { fail "no read of $1 blocked in the driver"; return 1; }
 }
 
 # rebind DRIVER DEVICE: make sure DEVICE is bound to DRIVER again (for a shared mount)

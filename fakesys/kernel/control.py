@@ -9,6 +9,7 @@
 ``debug_locks``                   lockdep on (1) or off (0); the first report or taint turns it off
 ``advance_clock``                 write seconds: the engine's clock jumps ahead (timeouts fire)
 ``uevents``                       the uevent stream, as ``udevadm monitor --kernel --property``
+``deferred_tasks``                how many tasks of deferred work (timers included) are alive
 ``devices/<dev>/feed``            bytes written here arrive from the device's hardware
 ``devices/<dev>/irq``             a write raises the device's interrupt; reads the count
 ``devices/<dev>/readers``         how many reads are blocked waiting for the device's data
@@ -70,6 +71,10 @@ async def _advance_clock_store(kernel: Kernel, buf: bytes) -> int:
     return len(buf)
 
 
+def _deferred_tasks_show(kernel: Kernel) -> str:
+    return f"{kernel.deferred_tasks}\n"
+
+
 def _switch(name: str, owner: str, flag: str) -> SysfsAttr[Kernel]:
     """A 0/1 file (kstrtobool on write) for the boolean ``kernel.<owner>.<flag>``."""
 
@@ -117,6 +122,7 @@ KERNEL_FILES = (
     _switch("kasan_multi_shot", "kasan", "multi_shot"),
     _switch("debug_locks", "lockdep", "debug_locks"),
     SysfsAttr["Kernel"]("advance_clock", WO, store=_advance_clock_store),
+    SysfsAttr["Kernel"]("deferred_tasks", 0o400, _deferred_tasks_show),
 )
 HW_FILES = (
     SysfsAttr[Hardware]("feed", WO, store=_feed_store),

@@ -153,3 +153,30 @@ async def test_the_largest_clock_jump_does_not_stop_time(
     # The source is still periodic at that time: one frame a second.
     await trio.sleep(2.5)
     assert received[1:] == [b"frame\n", b"frame\n"]
+
+
+async def test_a_revoke_unbind_waits_for_the_read_in_flight(nursery: trio.Nursery) -> None:
+    kernel = await booted(nursery)
+    node = kernel.lookup("dev/revoke0")
+    assert node is not None
+    of = await open_file(node, os.O_RDONLY, Caller(os.getpid()))
+    got: list[bytes] = []
+    unbound: list[int] = []
+
+    async def reader() -> None:
+        got.append(await of.read(0, 5))
+
+    async def unbinder() -> None:
+        path = f"{PLATFORM}/drivers/cdev_revoke/unbind"
+        unbound.append(await errno_of_write(kernel, path, "cdev_revoke.0"))
+
+    nursery.start_soon(reader)
+    await trio.testing.wait_all_tasks_blocked()
+    nursery.start_soon(unbinder)
+    await trio.testing.wait_all_tasks_blocked()
+    assert kernel.lookup("sys/devices/platform/cdev_revoke.0/driver") is None  # it has begun
+    assert (got, unbound) == ([], [])  # and everything is blocked: the unbind waits
+    await write(kernel, "sys/kernel/debug/fakesys/devices/cdev_revoke.0/feed", "hello")
+    await trio.testing.wait_all_tasks_blocked()
+    assert (got, unbound) == ([b"hello"], [0])
+    await of.release()

@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import errno
+import functools
 import importlib.resources
 import os
 import tomllib
@@ -173,8 +174,8 @@ class Scenario:
             dev.hw.attrs.update(spec.attrs)
             add_hardware_controls(kernel, dev.name, dev.hw)
             if spec.produce_every_ms:
-                period, data, hw = spec.produce_every_ms / 1000, spec.produce, dev.hw
-                kernel.spawn(lambda: hw.produce(kernel.clock, period, data))
+                period_ns, data, hw = spec.produce_every_ms * 1_000_000, spec.produce, dev.hw
+                kernel.spawn(functools.partial(hw.produce, kernel.clock, period_ns, data))
             await device_add(dev)
         finally:
             bus.drivers_autoprobe = autoprobe

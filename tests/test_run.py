@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,17 @@ from .conftest import fuse_usable
 pytestmark = pytest.mark.skipif(not fuse_usable(), reason="no usable /dev/fuse on this machine")
 
 
-def fakesys_run(*command: str) -> subprocess.CompletedProcess[str]:
+def fakesys_run(*command: str, tmpdir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)
     return subprocess.run(
         [sys.executable, "-m", "fakesys", "run", "--", *command],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        env=env,
     )
 
 
@@ -44,13 +47,17 @@ def test_lspci_sees_the_fake_gpu_and_dev_has_both_kinds_of_node() -> None:
     assert out.stdout.endswith("nodes-ok\n0\n")
 
 
-def test_the_exit_status_is_the_commands_and_the_host_is_untouched() -> None:
+def test_the_exit_status_is_the_commands_and_the_host_is_untouched(tmp_path: Path) -> None:
     before = sorted(os.listdir("/dev"))
-    out = fakesys_run("sh", "-c", "echo foo.0 > /sys/bus/platform/drivers/foo/unbind; exit 7")
+    # A temporary directory of its own, so that concurrent runs elsewhere cannot be mistaken
+    # for leftovers of this one.
+    out = fakesys_run(
+        "sh", "-c", "echo foo.0 > /sys/bus/platform/drivers/foo/unbind; exit 7", tmpdir=tmp_path
+    )
     assert out.returncode == 7, out.stderr
     assert sorted(os.listdir("/dev")) == before
     assert not Path("/sys/bus/platform/drivers/foo").exists()  # the host's /sys is real
-    assert not [p for p in os.listdir(tempfile.gettempdir()) if p.startswith("fakesys-run-")]
+    assert os.listdir(tmp_path) == []
 
 
 def test_no_command_is_a_usage_error() -> None:

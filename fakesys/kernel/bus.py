@@ -202,13 +202,24 @@ async def bus_add_driver(drv: Driver) -> None:
 
 
 async def bus_remove_driver(drv: Driver) -> None:
-    """bus_remove_driver(): detach from every device, then remove the directory."""
-    kernel = drv.bus.kernel
+    """bus_remove_driver(), in the kernel's order: ``bind``/``unbind`` go first (waiting for
+    writes in flight), then the driver leaves the bus, then it is detached from its devices.
+
+    Detaching first would let a ``bind`` in flight probe the device after the detach, against
+    a directory being removed.
+    """
+    bus = drv.bus
+    kernel = bus.kernel
+    root = kernel.kernfs
     assert drv.kn is not None
     devpath = drv.kn.path().removeprefix("/sys")
+    for attr in (DRIVER_ATTR_BIND, DRIVER_ATTR_UNBIND, *bus.drv_attrs, DRIVER_ATTR_UEVENT):
+        kn = drv.kn.lookup(attr.name)
+        if kn is not None:
+            await root.remove(kn)
+    del bus.drivers[drv.name]
+    await driver_detach(drv)
     if drv.owner is not None:
         await drv.owner.remove_driver(drv)
-    await driver_detach(drv)
     kobject_uevent(kernel, KOBJ_REMOVE, devpath, "drivers", [])
-    await kernel.kernfs.remove(drv.kn)
-    del drv.bus.drivers[drv.name]
+    await root.remove(drv.kn)

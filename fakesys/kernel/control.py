@@ -10,6 +10,7 @@
                                   turning it back on on a tainted kernel clears the taint (below)
 ``advance_clock``                 write seconds: the engine's clock jumps ahead (timeouts fire)
 ``uevents``                       the uevent stream, as ``udevadm monitor --kernel --property``
+``deferred_tasks``                how many tasks of deferred work (timers included) are alive
 ``devices/<dev>/feed``            bytes written here arrive from the device's hardware
 ``devices/<dev>/irq``             a write raises the device's interrupt; reads the count
 ``devices/<dev>/readers``         how many reads are blocked waiting for the device's data
@@ -102,6 +103,10 @@ async def _advance_clock_store(kernel: Kernel, buf: bytes) -> int:
     return len(buf)
 
 
+def _deferred_tasks_show(kernel: Kernel) -> str:
+    return f"{kernel.deferred_tasks}\n"
+
+
 def _switch(name: str, owner: str, flag: str) -> SysfsAttr[Kernel]:
     """A 0/1 file (kstrtobool on write) for the boolean ``kernel.<owner>.<flag>``."""
 
@@ -149,6 +154,7 @@ KERNEL_FILES = (
     _switch("kasan_multi_shot", "kasan", "multi_shot"),
     SysfsAttr["Kernel"]("debug_locks", RW, _debug_locks_show, _debug_locks_store),
     SysfsAttr["Kernel"]("advance_clock", WO, store=_advance_clock_store),
+    SysfsAttr["Kernel"]("deferred_tasks", 0o400, _deferred_tasks_show),
 )
 HW_FILES = (
     SysfsAttr[Hardware]("feed", WO, store=_feed_store),

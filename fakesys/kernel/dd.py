@@ -104,7 +104,15 @@ async def really_probe(dev: Device, drv: Driver) -> int:
         dev.printk(KERN_CRIT, "Resources present before probing")
         return -errno.EBUSY
     dev.driver = drv
-    driver_sysfs_add(dev)
+    try:
+        driver_sysfs_add(dev)
+    except ErrnoError as e:
+        # sysfs_failed: the links made so far go and dev->driver is reset, or the device
+        # would keep a driver it was never bound to.
+        dev.printk(KERN_ERR, "really_probe: driver_sysfs_add failed")
+        await driver_sysfs_remove(dev)
+        await device_unbind_cleanup(dev)
+        return -e.errno
     with frame("really_probe"):
         ret = await call_driver_probe(dev, drv)
     if ret:

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from .workqueue import Clock
 
 
+#: The most periods of data a periodic source delivers at once after a clock jump.
+CATCH_UP_MAX = 64
+
+
 class Hardware:
     def __init__(self) -> None:
         self.irq = IrqLine()
@@ -29,13 +33,21 @@ class Hardware:
         #: number, a firmware version), from the scenario.
         self.attrs: dict[str, str] = {}
 
-    async def produce(self, clock: Clock, period: float, data: bytes) -> None:
-        """Feed ``data`` every ``period`` seconds of the engine's clock, for ever."""
-        deadline = clock.now()
+    async def produce(self, clock: Clock, period_ns: int, data: bytes) -> None:
+        """Feed ``data`` every ``period_ns`` nanoseconds of the engine's clock, for ever.
+
+        After a jump of the clock, the periods that fell due are delivered at once, up to
+        :data:`CATCH_UP_MAX` of them (a FIFO's depth); the data of the others overran it and
+        counts as dropped. A jump of any size costs one wake-up.
+        """
+        due = clock.now_ns() + period_ns
         while True:
-            deadline += period
-            await clock.sleep_until(deadline)
-            self.feed(data)
+            await clock.sleep_until_ns(due)
+            periods = (clock.now_ns() - due) // period_ns + 1
+            due += periods * period_ns
+            delivered = min(periods, CATCH_UP_MAX)
+            self.dropped += (periods - delivered) * len(data)
+            self.feed(data * delivered)
 
     def feed(self, data: bytes) -> None:
         if self.on_rx is None:

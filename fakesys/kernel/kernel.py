@@ -74,6 +74,9 @@ class Kernel:
         #: Where deferred work (tasklets, workqueues, timers) runs; set by whoever runs the
         #: kernel (the daemon, a test).
         self.nursery: trio.Nursery | None = None
+        #: How many tasks of deferred work are alive (sleeping timers included): what a
+        #: leak of cancelled work would show.
+        self.deferred_tasks: int = 0
         #: Loads a module by name (init_module); set by the scenario, which knows the modules.
         self.module_loader: Callable[[str], Awaitable[None]] | None = None
         self.pci_rescan_lock = trio.Lock()
@@ -115,8 +118,11 @@ class Kernel:
                 await fn()
             except Exception:
                 log.exception("deferred kernel work failed")
+            finally:
+                self.deferred_tasks -= 1
 
         contextvars.Context().run(self.nursery.start_soon, guarded)
+        self.deferred_tasks += 1
 
     def _kernfs_warning(self, message: str) -> None:
         self.log.emit(KERN_WARNING, message)

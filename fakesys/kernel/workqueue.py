@@ -25,27 +25,42 @@ RCU_ADDR = static_addr("rcu_lock_map")
 WORKER_FRAMES = frames("ret_from_fork", "kthread", "worker_thread", "process_one_work")
 
 
+NSEC_PER_SEC = 1_000_000_000
+
+
 class Clock:
+    """Engine time. The offset is kept in integer nanoseconds, so that a jump of any size
+    (``advance_clock`` takes up to 2**64 - 1 seconds) keeps later deadlines distinct from
+    now: in floating point, 1.8e19 + 0.1 == 1.8e19, and a periodic source would never get
+    ahead of the clock again."""
+
     def __init__(self) -> None:
         self._boot = trio.current_time()
-        self.offset = 0.0
+        self.offset_ns = 0
         self._moved = trio.Event()
+
+    def now_ns(self) -> int:
+        """Nanoseconds since boot, exact however far the clock was advanced."""
+        return round((trio.current_time() - self._boot) * NSEC_PER_SEC) + self.offset_ns
 
     def now(self) -> float:
         """Seconds since boot."""
-        return trio.current_time() - self._boot + self.offset
+        return self.now_ns() / NSEC_PER_SEC
 
-    def now_ns(self) -> int:
-        return int(self.now() * 1e9)
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
+    def advance(self, seconds: int) -> None:
+        self.offset_ns += seconds * NSEC_PER_SEC
         self._moved.set()
         self._moved = trio.Event()
 
     async def sleep_until(self, deadline: float) -> None:
-        while (left := deadline - self.now()) > 0:
-            with trio.move_on_after(left):
+        await self.sleep_until_ns(round(deadline * NSEC_PER_SEC))
+
+    async def sleep_until_ns(self, deadline_ns: int) -> None:
+        """Until the clock reaches ``deadline_ns``, by trio's clock or by a jump. Always a
+        checkpoint, so a caller looping on it can never starve the other tasks."""
+        await trio.lowlevel.checkpoint()
+        while (left := deadline_ns - self.now_ns()) > 0:
+            with trio.move_on_after(left / NSEC_PER_SEC):
                 await self._moved.wait()
 
 
@@ -72,7 +87,9 @@ class DelayedWork:
         self.running = False
         self.disabled = False
         self.deadline = 0.0
-        self._generation = 0
+        #: The sleeping timer task of the pending work, if any: cancelling the work cancels
+        #: it, so that nothing of a cancelled timer is left until its old deadline.
+        self._timer_scope: trio.CancelScope | None = None
         self._idle = trio.Event()
         self._idle.set()
         kernel.delayed_works.add(self)
@@ -94,7 +111,7 @@ class DelayedWork:
         if not self.pending:
             return False
         self.pending = False
-        self._generation += 1
+        self._cancel_timer()
         if not self.running:
             self._idle.set()
         return True
@@ -123,17 +140,25 @@ class DelayedWork:
         self.cancel()
         await self._idle.wait()
 
+    def _cancel_timer(self) -> None:
+        if self._timer_scope is not None:
+            self._timer_scope.cancel()
+            self._timer_scope = None
+
     def _arm(self, delay: float) -> None:
         self.pending = True
         self._idle = trio.Event() if self._idle.is_set() else self._idle
         self.deadline = self.kernel.clock.now() + delay
-        self._generation += 1
-        self.kernel.spawn(lambda: self._timer(self._generation))
+        self._cancel_timer()
+        scope = self._timer_scope = trio.CancelScope()
+        self.kernel.spawn(lambda: self._timer(scope))
 
-    async def _timer(self, generation: int) -> None:
-        await self.kernel.clock.sleep_until(self.deadline)
-        if generation != self._generation or not self.pending:
+    async def _timer(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await self.kernel.clock.sleep_until(self.deadline)
+        if scope.cancel_called or not self.pending:
             return
+        self._timer_scope = None
         self.pending = False
         self.running = True
         run_as_kernel_thread("kworker/u8:2")

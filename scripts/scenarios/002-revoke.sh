@@ -17,8 +17,8 @@ reader=$!
 wait_readers cdev_revoke.0 1
 echo cdev_revoke.0 > $drivers/cdev_revoke/unbind &
 unbinder=$!
-sleep 0.5
-expect_eq "unbind while the read is in flight" waiting "$(kill -0 $unbinder 2>/dev/null && echo waiting || echo returned)"
+wait_unbinding cdev_revoke.0
+expect_eq "unbind while the read is in flight" waiting "$(in_flight $unbinder)"
 echo -n hello > $ctl/devices/cdev_revoke.0/feed
 wait $reader
 expect_eq "the read in flight completes" hello "$(cat "$tmp")"
@@ -46,7 +46,7 @@ reader=$!
 wait_readers cdev_revoke.0 1
 echo cdev_revoke.0 > $drivers/cdev_revoke/unbind &
 unbinder=$!
-sleep 0.3
+wait_unbinding cdev_revoke.0
 kill -INT $reader
 wait $unbinder
 expect_eq "unbind after the interrupted read" 0 "$?"

@@ -32,8 +32,8 @@ reader=$!
 wait_held read
 echo cdev_unplug.0 > $drivers/cdev_unplug/unbind &
 unbinder=$!
-sleep 0.5
-expect_eq "unbind while a section is in flight" waiting "$(kill -0 $unbinder 2>/dev/null && echo waiting || echo returned)"
+wait_unbinding cdev_unplug.0
+expect_eq "unbind while a section is in flight" waiting "$(in_flight $unbinder)"
 echo 0 > $ctl/hold/read
 wait $reader
 expect_eq "the section completes" hello "$(cat "$tmp")"

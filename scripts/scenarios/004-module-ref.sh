@@ -49,8 +49,8 @@ opener=$!
 wait_held module_get
 echo cdev_modref_locked > $ctl/delete_module &
 remover=$!
-sleep 0.5
-expect_eq "rmmod while the open holds the lock" waiting "$(kill -0 $remover 2>/dev/null && echo waiting || echo returned)"
+wait_going cdev_modref_locked
+expect_eq "rmmod while the open holds the lock" waiting "$(in_flight $remover)"
 echo 0 > $ctl/hold/module_get
 wait $opener
 expect_eq "the open" "No such device or address" "$(grep -o 'No such device or address' "$tmp")"

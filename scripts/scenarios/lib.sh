@@ -157,6 +157,19 @@ wait_readers() {
     { fail "no read of $1 blocked in the driver"; return 1; }
 }
 
+# wait_unbinding DEVICE: until an unbind of DEVICE has begun (its driver link goes first)
+wait_unbinding() {
+  poll "[ ! -e sys/bus/platform/devices/$1/driver ]" || { fail "no unbind of $1 began"; return 1; }
+}
+
+# wait_going MODULE: until an rmmod of MODULE has begun (the module is going)
+wait_going() {
+  poll "[ \"\$(cat sys/module/$1/initstate)\" = going ]" || { fail "no rmmod of $1 began"; return 1; }
+}
+
+# in_flight PID: "waiting" while the background job PID has not returned, else "returned"
+in_flight() { kill -0 "$1" 2>/dev/null && echo waiting || echo returned; }
+
 # rebind DRIVER DEVICE: make sure DEVICE is bound to DRIVER again (for a shared mount)
 rebind() {
   [ -e "$drivers/$1/$2" ] || echo "$2" > "$drivers/$1/bind"

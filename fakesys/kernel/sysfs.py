@@ -7,12 +7,14 @@ raised inside a store shows ``vfs_write`` → ``kernfs_fop_write_iter`` → ``<n
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from ..kernfs import PAGE_SIZE, Attribute, BinAttribute, KernfsNode, KernfsRoot
+from .lockdep import OF_MUTEX, SB_WRITERS, SB_WRITERS_ADDR, held, open_file_addr
 from .stacktrace import SYSCALL_READ, SYSCALL_WRITE, Frames, enter, frames
 
 T = TypeVar("T")
@@ -44,22 +46,65 @@ class SysfsBinAttr(Generic[T]):
     size: Callable[[T], int] | int = 0
 
 
+@contextlib.contextmanager
+def _write_locks(name: str) -> Iterator[None]:
+    """What a write(2) to a sysfs file holds around the store: the superblock's freeze
+    protection (file_start_write() in vfs_write()) and the open file's mutex
+    (kernfs_fop_write_iter()). Listed in lockdep reports; see :mod:`.lockdep`."""
+    with (
+        held(SB_WRITERS, SB_WRITERS_ADDR, "ksys_write"),
+        held(OF_MUTEX, open_file_addr(name), "kernfs_fop_write_iter"),
+    ):
+        yield
+
+
+# The sysfs_ops of each kind of kobject (drv_attr_store() in drivers/base/bus.c, ...), between
+# sysfs_kf_write() and the attribute's own store, by the class of the object.
+_SYSFS_OPS = {
+    "Device": "dev_attr",
+    "Driver": "drv_attr",
+    "BusType": "bus_attr",
+    "Class": "class_attr",
+    "Module": "module_attr",
+}
+
+
 @functools.cache
-def _call_frames(syscall: Frames, *names: str) -> Frames:
-    """The frames of a callback, shared by every file of that attribute."""
-    return syscall + frames(*names)
+def _sysfs_ops(cls: type) -> str | None:
+    return next((_SYSFS_OPS[c.__name__] for c in cls.__mro__ if c.__name__ in _SYSFS_OPS), None)
+
+
+@functools.cache
+def _show_frames(ops: str | None, name: str) -> Frames:
+    """The frames of a show, shared by every file of that attribute and kind of object."""
+    return SYSCALL_READ + frames(
+        "seq_read_iter",
+        "kernfs_seq_show",
+        "sysfs_kf_seq_show",
+        *([f"{ops}_show"] if ops else []),
+        f"{name}_show",
+    )
+
+
+@functools.cache
+def _store_frames(ops: str | None, name: str) -> Frames:
+    return SYSCALL_WRITE + frames(
+        "kernfs_fop_write_iter",
+        "sysfs_kf_write",
+        *([f"{ops}_store"] if ops else []),
+        f"{name}_store",
+    )
 
 
 class _Show(Generic[T]):
-    """``show(obj)`` under the frames of a read: a closure would do, in four times the memory
-    (a big machine has a hundred thousand attributes)."""
+    """``show(obj)`` under the frames of a read: what a closure would do, in a quarter of the
+    memory (a big machine has a hundred thousand attributes)."""
 
     __slots__ = ("__name__", "frames", "obj", "show")
 
-    def __init__(self, obj: T, show: Callable[[T], str], name: str) -> None:
-        self.obj, self.show = obj, show
-        self.frames = _call_frames(SYSCALL_READ, "seq_read_iter", "kernfs_seq_show", name)
-        self.__name__ = name
+    def __init__(self, obj: T, show: Callable[[T], str], frames: Frames) -> None:
+        self.obj, self.show, self.frames = obj, show, frames
+        self.__name__ = frames[-1][0]
 
     def __call__(self) -> str:
         with enter(self.frames):
@@ -67,29 +112,26 @@ class _Show(Generic[T]):
 
 
 class _Store(Generic[T]):
-    """``store(obj, buf)`` under the frames of a write."""
+    """``store(obj, buf)`` under the frames and locks of a write."""
 
-    __slots__ = ("frames", "obj", "store")
+    __slots__ = ("frames", "name", "obj", "store")
 
-    def __init__(self, obj: T, store: Callable[[T, bytes], Awaitable[int]], name: str) -> None:
-        self.obj, self.store = obj, store
-        self.frames = _call_frames(SYSCALL_WRITE, "kernfs_fop_write_iter", name)
+    def __init__(
+        self, obj: T, store: Callable[[T, bytes], Awaitable[int]], name: str, frames: Frames
+    ) -> None:
+        self.obj, self.store, self.name, self.frames = obj, store, name, frames
 
     async def __call__(self, buf: bytes) -> int:
-        with enter(self.frames):
+        with enter(self.frames), _write_locks(self.name):
             return await self.store(self.obj, buf)
 
 
-@functools.cache
-def _callback_name(attr: str, kind: str) -> str:
-    return f"{attr}_{kind}"
-
-
 def create_file(root: KernfsRoot, parent: KernfsNode, obj: T, attr: SysfsAttr[T]) -> KernfsNode:
-    show = None if attr.show is None else _Show(obj, attr.show, _callback_name(attr.name, "show"))
-    store = (
-        None if attr.store is None else _Store(obj, attr.store, _callback_name(attr.name, "store"))
-    )
+    ops = _sysfs_ops(type(obj))  # type: ignore[arg-type]  # a type is hashable
+    show = None if attr.show is None else _Show(obj, attr.show, _show_frames(ops, attr.name))
+    store = None
+    if attr.store is not None:
+        store = _Store(obj, attr.store, attr.name, _store_frames(ops, attr.name))
     return root.create_file(parent, attr.name, attr.mode, Attribute(show, store), size=PAGE_SIZE)
 
 
@@ -100,17 +142,17 @@ def create_bin_file(
     read: Callable[[int, int], Awaitable[bytes]] | None = None
     write: Callable[[int, bytes], Awaitable[int]] | None = None
     if read_fn is not None:
-        read_frames = _call_frames(SYSCALL_READ, "kernfs_file_read_iter", f"{attr.name}_read")
+        read_frames = SYSCALL_READ + frames("kernfs_file_read_iter", "sysfs_kf_bin_read")
 
         async def read(offset: int, count: int) -> bytes:
             with enter(read_frames):
                 return await read_fn(obj, offset, count)
 
     if write_fn is not None:
-        write_frames = _call_frames(SYSCALL_WRITE, "kernfs_fop_write_iter", f"{attr.name}_write")
+        write_frames = SYSCALL_WRITE + frames("kernfs_fop_write_iter", "sysfs_kf_bin_write")
 
         async def write(offset: int, data: bytes) -> int:
-            with enter(write_frames):
+            with enter(write_frames), _write_locks(attr.name):
                 return await write_fn(obj, offset, data)
 
     size = attr.size(obj) if callable(attr.size) else attr.size

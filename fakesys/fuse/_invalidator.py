@@ -1,16 +1,32 @@
 """Keeping the FUSE kernel's caches in step with the tree.
 
-Entries and attributes are cached by the kernel for a second; every removal is announced to it
-at once so that a path that went away is ENOENT right after the write(2) that removed it, and
-``faccessat`` on a held directory fd sees the change. The notifications are written to
-/dev/fuse from a worker thread, never from the trio thread: ``invalidate_entry`` waits for
-in-flight operations on the directory, and one of those may be waiting for the trio thread.
+The kernel caches entries and attributes for an hour (``CACHE_TIMEOUT``), because the daemon
+makes every change itself and tells the kernel exactly what changed:
+
+* a removed node: its entry is dropped, so the path is ENOENT at once. A directory or a
+  symlink is announced as deleted (the kernel marks the inode dead, so a lookup through a held
+  directory fd fails too). A directory that cannot be marked dead (something inside is open,
+  or is a cwd: "Directory not empty") has been dropped all the same, which is what path walks
+  need. A file is only dropped: announcing it as deleted takes its inode lock, which the
+  write(2) that removed it (PCI ``remove``) holds until it returns.
+* a directory added or removed: the parent's attributes (its link count).
+
+Additions need nothing: a failed lookup is not cached (no negative entries).
+
+A write(2) returns once the notices submitted before it ended reached the kernel (its own,
+and those of work it woke, like an expired dump), so the next path walk sees the change. No
+notice waits for anything a client can hold, so a write never waits for another one. The
+notices are written to /dev/fuse from a worker thread, never from the trio thread:
+``invalidate_entry`` waits for in-flight operations on the directory, and one of those may be
+waiting for the trio thread.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+from dataclasses import dataclass
 
 import pyfuse3
 import trio
@@ -19,7 +35,15 @@ from ..kernfs import KernfsNode, NodeKind, TreeListener
 
 log = logging.getLogger(__name__)
 
-_EntryGone = tuple[int, bytes, int]
+
+@dataclass(frozen=True)
+class _EntryGone:
+    parent: int
+    name: bytes
+    ino: int
+    kind: NodeKind
+
+
 _AttrChanged = int
 
 
@@ -32,7 +56,7 @@ class Invalidator(TreeListener):
         self._progress = trio.Event()
 
     def removed(self, parent: KernfsNode, node: KernfsNode) -> None:
-        self._submit((parent.ino, node.name.encode(), node.ino))
+        self._submit(_EntryGone(parent.ino, node.name.encode(), node.ino, node.kind))
         if node.kind is NodeKind.DIR:
             self._submit(parent.ino)
 
@@ -55,7 +79,7 @@ class Invalidator(TreeListener):
             self._progress = trio.Event()
 
     async def flush(self, upto: int, timeout: float) -> None:
-        """Wait until the first ``upto`` notifications reached the kernel (or ``timeout``)."""
+        """Wait until the first ``upto`` notices reached the kernel (or ``timeout``)."""
         with trio.move_on_after(timeout):
             while self._done < upto:
                 await self._progress.wait()
@@ -63,12 +87,16 @@ class Invalidator(TreeListener):
 
 def _apply(item: _EntryGone | _AttrChanged) -> None:
     try:
-        if isinstance(item, tuple):
-            parent, name, ino = item
-            pyfuse3.invalidate_entry(parent, name, deleted=ino)
-        else:
+        if isinstance(item, _AttrChanged):
             pyfuse3.invalidate_inode(item, attr_only=True)
+        elif item.kind is NodeKind.FILE:
+            pyfuse3.invalidate_entry(item.parent, item.name)
+        else:
+            pyfuse3.invalidate_entry(item.parent, item.name, deleted=item.ino)
     except FileNotFoundError:
         pass  # the kernel never looked it up: nothing to drop
     except OSError as e:
-        log.warning("invalidation of %r failed: %s", item, e)
+        # fuse_reverse_inval_entry() drops the entry first, then finds that a directory whose
+        # dentries are still in use (an open file inside, a cwd) cannot be marked dead.
+        if e.errno != errno.ENOTEMPTY:
+            log.warning("invalidation of %r failed: %s", item, e)

@@ -6,9 +6,9 @@ Rules kept here (each one avoids a way to wedge or kill the mount):
   logged and answered with EIO. pyfuse3 lets any other exception end the session.
 * Files are served with direct_io and no page cache, so every read reaches the tree and the
   size reported by stat (4096 for a text attribute, 0 for a dump) does not cut reads short.
-* Entries and attributes are cached for a second; removals are announced at once by the
-  :class:`~._invalidator.Invalidator`, and a write(2) returns only after the removals it caused
-  reached the kernel.
+* Entries and attributes are cached by the kernel for an hour, and every change that stat or a
+  path walk could see is announced at once by the :class:`~._invalidator.Invalidator`; a
+  write(2) returns only after the notices submitted until then reached the kernel.
 * Lookup counts are kept, so a node that was removed stays answerable (getattr) until the
   kernel forgets it, and inode numbers are never reused.
 * A read that may block (``FileOps.may_block``) waits in slices and watches the opener for a
@@ -21,6 +21,7 @@ process that opened it; lseek, ioctl and file locks do not reach the file system
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import functools
@@ -48,9 +49,11 @@ from ._invalidator import Invalidator
 
 log = logging.getLogger(__name__)
 
-#: Seconds the kernel may cache entries and attributes; removals are invalidated explicitly.
-CACHE_TIMEOUT = 1.0
-#: How long a write(2) waits for the invalidations it caused before it returns anyway.
+#: Seconds the kernel may cache entries and attributes; every change is invalidated explicitly,
+#: so this only bounds the damage of a notice the kernel could not take.
+CACHE_TIMEOUT = 3600.0
+#: How long a write(2) waits for the notices it caused before it returns anyway: a safety net,
+#: as no notice waits for anything a client can hold for long.
 FLUSH_TIMEOUT = 2.0
 
 P = ParamSpec("P")
@@ -93,9 +96,12 @@ class Operations(pyfuse3.Operations, TreeListener):
         super().__init__()
         self._tree = tree
         self._invalidator = invalidator
-        self._lookups: dict[int, tuple[KernfsNode, int]] = {}
+        #: The kernel's lookup count of every inode it knows, and the nodes among them that
+        #: left the tree: those stay answerable (getattr) until the kernel forgets them.
+        self._lookups: dict[int, int] = {}
+        self._zombies: dict[int, KernfsNode] = {}
         self._handles: dict[int, OpenFile] = {}
-        self._dirs: dict[int, KernfsNode] = {}
+        self._dirs: dict[int, list[KernfsNode]] = {}
         self._poll_handles: dict[int, dict[int, pyfuse3.PollHandle]] = {}
         self._next_fh = itertools.count(1)
         #: Makes blocking operations interruptible; stopped at shutdown, so that blocked reads
@@ -107,17 +113,13 @@ class Operations(pyfuse3.Operations, TreeListener):
     # -- inode bookkeeping --
 
     def _node(self, ino: int) -> KernfsNode:
-        node = self._tree.inodes.get(ino)
+        node = self._tree.inodes.get(ino) or self._zombies.get(ino)
         if node is None:
-            entry = self._lookups.get(ino)
-            if entry is None:
-                raise pyfuse3.FUSEError(errno.ENOENT)
-            node = entry[0]
+            raise pyfuse3.FUSEError(errno.ENOENT)
         return node
 
     def _remember(self, node: KernfsNode) -> None:
-        _, count = self._lookups.get(node.ino, (node, 0))
-        self._lookups[node.ino] = (node, count + 1)
+        self._lookups[node.ino] = self._lookups.get(node.ino, 0) + 1
 
     def _attr(self, node: KernfsNode) -> pyfuse3.EntryAttributes:
         attr = pyfuse3.EntryAttributes()
@@ -136,7 +138,11 @@ class Operations(pyfuse3.Operations, TreeListener):
         attr.attr_timeout = CACHE_TIMEOUT
         return attr
 
-    # -- TreeListener: wake pollers --
+    # -- TreeListener: keep removed nodes the kernel knows, wake pollers --
+
+    def unlinked(self, node: KernfsNode) -> None:
+        if node.ino in self._lookups:
+            self._zombies[node.ino] = node
 
     def changed(self, node: KernfsNode) -> None:
         for handle in self._poll_handles.pop(node.ino, {}).values():
@@ -161,14 +167,14 @@ class Operations(pyfuse3.Operations, TreeListener):
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, nlookup in inode_list:
-            entry = self._lookups.get(ino)
-            if entry is None:
+            count = self._lookups.get(ino)
+            if count is None:
                 continue
-            node, count = entry
             if count <= nlookup:
                 del self._lookups[ino]
+                self._zombies.pop(ino, None)
             else:
-                self._lookups[ino] = (node, count - nlookup)
+                self._lookups[ino] = count - nlookup
 
     @guarded
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
@@ -268,15 +274,18 @@ class Operations(pyfuse3.Operations, TreeListener):
         if node.kind is not NodeKind.DIR:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         fh = next(self._next_fh)
-        self._dirs[fh] = node
+        # The children as of opendir(), in creation order, which is inode order: the inode
+        # number is a stable offset, found by bisection, so a listing of n entries costs O(n)
+        # over all its readdir calls and never skips or repeats one.
+        self._dirs[fh] = list(node.children.values())
         return fh
 
     @guarded
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        # Children are kept in creation order, which is inode order, so the inode number is a
-        # stable offset: entries added or removed during a listing are never skipped or repeated.
-        for child in list(self._dirs[fh].children.values()):
-            if child.ino <= start_id or not child.active:
+        children = self._dirs[fh]
+        start = bisect.bisect_right(children, start_id, key=lambda child: child.ino)
+        for child in itertools.islice(children, start, None):
+            if not child.active:
                 continue
             if not pyfuse3.readdir_reply(
                 token, os.fsencode(child.name), self._attr(child), child.ino
@@ -312,14 +321,12 @@ class Operations(pyfuse3.Operations, TreeListener):
     @guarded
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         of = self._handles[fh]
-        before = self._invalidator.submitted
         with acting_for(of.caller):
             if of.ops.may_block:
                 written = await self.interrupts.call(of.caller.pid, lambda: of.write(off, buf))
             else:
                 written = await of.write(off, buf)
-        if self._invalidator.submitted != before:
-            await self._invalidator.flush(self._invalidator.submitted, FLUSH_TIMEOUT)
+        await self._invalidator.flush(self._invalidator.submitted, FLUSH_TIMEOUT)
         return written
 
     @guarded

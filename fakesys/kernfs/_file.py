@@ -99,6 +99,7 @@ class FileOps:
     interruptible; ``seekable`` is False for stream-like files such as device nodes.
     """
 
+    __slots__ = ()
     may_block = False
     seekable = True
     extra_open_perm_check = False
@@ -158,7 +159,7 @@ class Attribute(FileOps):
     that to the mode bits.
     """
 
-    extra_open_perm_check = True
+    __slots__ = ("extra_open_perm_check", "show", "store")
 
     def __init__(
         self,
@@ -223,6 +224,7 @@ class BinAttribute(FileOps):
     """A binary attribute (``struct bin_attribute``): ``read(offset, count)`` and
     ``write(offset, data)`` see the real file offset. ``size`` 0 means unbounded."""
 
+    __slots__ = ("read_fn", "size", "write_fn")
     extra_open_perm_check = True
 
     def __init__(

@@ -41,6 +41,7 @@ class NodeKind(enum.Enum):
 # stale handle or cached dentry can then never be confused with a newer node.
 _inode_numbers = itertools.count(2)
 ROOT_INO = 1
+_NO_CHILDREN: dict[str, KernfsNode] = {}
 
 
 class KernfsNode:
@@ -48,8 +49,31 @@ class KernfsNode:
 
     ``mode`` holds the permission bits only; the file type comes from ``kind``. ``size`` is what
     ``stat`` reports (sysfs: 4096 for text attributes, the bin attribute's size, 0 for
-    directories and symlinks).
+    directories and symlinks). ``subdirs`` counts the child directories, for the link count.
+    A big tree has hundreds of thousands of nodes, hence the slots.
     """
+
+    __slots__ = (
+        "_active",
+        "_deactivated",
+        "_drained",
+        "children",
+        "ctime_ns",
+        "event",
+        "gid",
+        "ino",
+        "kind",
+        "mode",
+        "mtime_ns",
+        "name",
+        "ops",
+        "parent",
+        "root",
+        "size",
+        "subdirs",
+        "target",
+        "uid",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -72,7 +96,9 @@ class KernfsNode:
         self.target = target
         self.size = size
         self.parent: KernfsNode | None = None
-        self.children: dict[str, KernfsNode] = {}
+        # Files and symlinks share one empty mapping: only directories get children.
+        self.children: dict[str, KernfsNode] = {} if kind is NodeKind.DIR else _NO_CHILDREN
+        self.subdirs = 0
         self.uid = 0
         self.gid = 0
         self.ctime_ns = time.time_ns()
@@ -82,7 +108,8 @@ class KernfsNode:
         self.event = 1
         self._active = 0
         self._deactivated = False
-        self._drained = trio.Event()
+        # Made only when a removal has to wait for callbacks in flight.
+        self._drained: trio.Event | None = None
 
     def __repr__(self) -> str:
         return f"<KernfsNode {self.path()!r} ino={self.ino}>"
@@ -101,11 +128,13 @@ class KernfsNode:
 
     def put_active(self) -> None:
         self._active -= 1
-        if self._deactivated and self._active == 0:
+        if self._deactivated and self._active == 0 and self._drained is not None:
             self._drained.set()
 
     async def _drain(self) -> None:
         if self._active:
+            if self._drained is None:
+                self._drained = trio.Event()
             await self._drained.wait()
 
     # -- tree structure --
@@ -170,9 +199,7 @@ class KernfsNode:
 
     @property
     def nlink(self) -> int:
-        if self.kind is NodeKind.DIR:
-            return 2 + sum(1 for c in self.children.values() if c.kind is NodeKind.DIR)
-        return 1
+        return 2 + self.subdirs if self.kind is NodeKind.DIR else 1
 
     @property
     def st_mode(self) -> int:
@@ -197,6 +224,9 @@ class TreeListener:
     def removed(self, parent: KernfsNode, node: KernfsNode) -> None:
         """``node`` was unlinked from ``parent`` (it keeps its name), with its subtree."""
 
+    def unlinked(self, node: KernfsNode) -> None:
+        """``node`` left the tree: said of every node of a removed subtree."""
+
     def changed(self, node: KernfsNode) -> None:
         """``node`` was notified (sysfs_notify) or its attributes changed."""
 
@@ -220,6 +250,8 @@ class KernfsRoot:
             raise ErrnoError(_errno.EEXIST)
         node.parent = parent
         parent.children[node.name] = node
+        if node.kind is NodeKind.DIR:
+            parent.subdirs += 1
         self.inodes[node.ino] = node
         for listener in self.listeners:
             listener.added(node)
@@ -263,8 +295,6 @@ class KernfsRoot:
         nodes = [n for n in node.subtree() if not n._deactivated]
         for n in nodes:
             n._deactivated = True
-            if n._active == 0:
-                n._drained.set()
         return nodes
 
     def _unlink(self, node: KernfsNode, nodes: list[KernfsNode]) -> None:
@@ -272,7 +302,11 @@ class KernfsRoot:
             parent = n.parent
             if parent is not None and parent.children.get(n.name) is n:
                 del parent.children[n.name]
+                if n.kind is NodeKind.DIR:
+                    parent.subdirs -= 1
             self.inodes.pop(n.ino, None)
+            for listener in self.listeners:
+                listener.unlinked(n)
         # Only the top of the subtree is announced: dropping a directory from a cache drops
         # what is below it.
         top_parent = node.parent

@@ -43,7 +43,7 @@ from .kernel.dd import device_driver_attach
 from .kernel.devcoredump import DEVCD_TIMEOUT
 from .kernel.driver import driver_register
 from .kernel.hotplug import HotplugDevice
-from .kernel.pci import PCI_ANY_ID, PciBar, PciDevice, PciDeviceId, PciSlot
+from .kernel.pci import PCI_ANY_ID, PciBar, PciDevice, PciDeviceId, PciSlot, pci_bus
 from .kernel.platform import PlatformDevice
 from .kernel.simchar import BEHAVIOURS
 from .kernel.simdrv import (
@@ -164,7 +164,7 @@ class Scenario:
         try:
             dev: Device
             if spec.slot is not None:
-                kernel.pci_slots.append(spec.slot)
+                pci_bus(kernel).slots.append(spec.slot)
                 dev = PciDevice(kernel, spec.slot)
             elif spec.bus == "hotplug":
                 dev = HotplugDevice(kernel, spec.id)

@@ -14,7 +14,7 @@ from fakesys.kernel.dd import device_release_driver
 from fakesys.kernel.devres import Devres, devm_add_action, devm_kzalloc
 from fakesys.kernel.driver import driver_register
 from fakesys.kernel.panic import TAINT_BAD_PAGE
-from fakesys.kernel.pci import pci_rescan_bus, pci_stop_and_remove_bus_device
+from fakesys.kernel.pci import pci_bus, pci_rescan_bus, pci_stop_and_remove_bus_device
 from fakesys.kernel.platform import PlatformDevice, PlatformDriver
 from fakesys.kernel.slab import Object
 from fakesys.kernel.stacktrace import frame
@@ -172,11 +172,13 @@ async def test_taint_strings() -> None:
 
 async def test_pci_rescan_brings_a_removed_device_back_bound() -> None:
     kernel = await booted()
-    pci = kernel.buses["pci"]
+    pci = pci_bus(kernel)
     dev = pci.find_device_by_name("0000:00:02.0")
     assert dev is not None
     await pci_stop_and_remove_bus_device(dev)
     assert pci.find_device_by_name("0000:00:02.0") is None
+    # the function stays in the bus's hardware list, for the rescan to find
+    assert [slot.slot_name for slot in pci.slots] == ["0000:00:02.0"]
     assert dev.released
     await pci_rescan_bus(kernel)
     again = pci.find_device_by_name("0000:00:02.0")

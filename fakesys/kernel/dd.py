@@ -173,7 +173,7 @@ async def __device_release_driver(dev: Device) -> None:
     await driver_sysfs_remove(dev)
     with frame("device_remove"):
         await drv.remove(dev)
-    await dev.kernel.hold.reach("unbind_devres")
+    await dev.kernel.hold.reach("unbind_devres", dev)
     await device_unbind_cleanup(dev)
     drv.devices.remove(dev)
     kobject_uevent(dev.kernel, KOBJ_UNBIND, dev.devpath(), dev.subsystem_name(), dev.uevent_env())

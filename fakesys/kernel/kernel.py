@@ -28,7 +28,7 @@ from .ksysfs import ksysfs_init
 from .lockdep import Lockdep
 from .module import Module
 from .panic import Taint
-from .pci import PciBus, PciSlot
+from .pci import PciBus
 from .platform import PlatformBus
 from .printk import KERN_INFO, KERN_WARNING, DevKmsg, PrintkBuffer
 from .sched import current
@@ -60,10 +60,9 @@ class Kernel:
         self.buses: dict[str, BusType] = {}
         self.classes: dict[str, Class] = {}
         self.modules: dict[str, Module] = {}
-        self.pci_slots: list[PciSlot] = []
         self.chrdevs: dict[int, str] = {}
         self.cdev_map: dict[tuple[int, int], Cdev] = {}
-        self.hold = HoldPoints()
+        self.hold = HoldPoints(self.clock)
         self.delayed_works: weakref.WeakSet[DelayedWork] = weakref.WeakSet()
         #: Serializes driver lookups with driver unregistration (the driver_lock proposed in
         #: the 2002 driverfs discussion).
@@ -73,7 +72,6 @@ class Kernel:
         self.nursery: trio.Nursery | None = None
         #: Loads a module by name (init_module); set by the scenario, which knows the modules.
         self.module_loader: Callable[[str], Awaitable[None]] | None = None
-        self.pci_rescan_lock = trio.Lock()
         mk = self.kernfs.mkdir_p
         self.devices_kn = mk("sys/devices")
         self.bus_kn = mk("sys/bus")

@@ -90,6 +90,7 @@ class DeviceSpec:
     attrs: dict[str, str] = field(default_factory=dict)
     produce_every_ms: int = 0
     produce: bytes = b""
+    suppliers: list[str] = field(default_factory=list)
 
     @property
     def dev_name(self) -> str:
@@ -171,6 +172,7 @@ class Scenario:
             else:
                 dev = PlatformDevice(kernel, spec.name, spec.id)
             dev.hw.attrs.update(spec.attrs)
+            dev.suppliers = list(spec.suppliers)
             add_hardware_controls(kernel, dev.name, dev.hw)
             if spec.produce_every_ms:
                 period, data, hw = spec.produce_every_ms / 1000, spec.produce, dev.hw
@@ -343,6 +345,9 @@ def _parse_device(entry: _Entry, drivers: set[tuple[str, str]]) -> DeviceSpec:
     spec.produce = entry.get("produce", str, "the text the device produces", "").encode()
     if bool(spec.produce_every_ms) != bool(spec.produce):
         entry.fail("produce", "both 'produce' and 'produce_every_ms', or neither")
+    spec.suppliers = entry.get("suppliers", list, "an array of device names", [])
+    if not all(isinstance(name, str) and name for name in spec.suppliers):
+        entry.fail("suppliers", "an array of device names")
     entry.done()
     return spec
 

@@ -20,6 +20,7 @@ from .char_dev import Cdev
 from .class_ import Class
 from .control import create_control_files
 from .core import Device, device_add
+from .deferred_probe import DeferredProbe
 from .devcoredump import Devcoredump
 from .hold import HoldPoints
 from .hotplug import HotplugBus
@@ -63,6 +64,7 @@ class Kernel:
         self.chrdevs: dict[int, str] = {}
         self.cdev_map: dict[tuple[int, int], Cdev] = {}
         self.hold = HoldPoints(self.clock)
+        self.deferred_probe = DeferredProbe(self)
         self.delayed_works: weakref.WeakSet[DelayedWork] = weakref.WeakSet()
         #: Serializes driver lookups with driver unregistration (the driver_lock proposed in
         #: the 2002 driverfs discussion).
@@ -141,6 +143,8 @@ class Kernel:
         osrelease = Attribute(lambda: f"{UTS_RELEASE}\n", sysfs=False)
         root.create_file(self.proc_sys_kernel_kn, "osrelease", 0o444, osrelease)
         ksysfs_init(self)
+        deferred = Attribute(self.deferred_probe.show, sysfs=False)
+        root.create_file(root.mkdir_p("sys/kernel/debug"), "devices_deferred", 0o444, deferred)
         create_control_files(self)
         self.devcoredump.cls.register()
         PlatformBus(self).register()

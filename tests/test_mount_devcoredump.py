@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -225,33 +226,115 @@ def lock_cycle(mount: Mount, era: str) -> list[str]:
     return mount.kmsg_text()
 
 
-def test_put_era_lock_cycle_is_reported_with_its_three_chains(mount: Mount) -> None:
+def test_put_era_lock_cycle_is_reported_as_in_the_fix(mount: Mount) -> None:
+    """The splat quoted in "devcoredump: Fix circular locking dependency with devcd->mutex"
+    (2025), line by line where fakesys models it (print_circular_bug() in
+    kernel/locking/lockdep.c): the lock the task holds is the highest-numbered entry, the
+    new lock is #0, and every lock the task holds is listed."""
     text = lock_cycle(mount, "put")
     start = text.index("WARNING: possible circular locking dependency detected")
     report = text[start:]
+    work = "(work_completion)(&(&devcd->del_wk)->work)"
     assert report[3].startswith("bash/") and report[3].endswith(" is trying to acquire lock:")
-    assert report[4].startswith(
-        "((work_completion)(&(&devcd->del_wk)->work)), at: flush_delayed_work+"
+    assert re.fullmatch(
+        rf"[0-9a-f]{{16}} \({re.escape(work)}\)\{{\+\.\+\.\}}-\{{0:0\}}, "
+        r"at: __flush_work\+0x[0-9a-f]+/0x[0-9a-f]+",
+        report[4],
     )
-    assert report[7].startswith("(&devcd->mutex), at: devcd_free+")
+    assert re.fullmatch(
+        r"[0-9a-f]{16} \(&devcd->mutex\)\{\+\.\+\.\}-\{3:3\}, "
+        r"at: devcd_free\+.*",
+        report[7],
+    )
     chains = [line for line in report if line.startswith("-> #")]
     assert chains == [
-        "-> #2 (kn->active#4):",
-        "-> #1 (&devcd->mutex):",
-        "-> #0 ((work_completion)(&(&devcd->del_wk)->work)):",
+        "-> #2 (&devcd->mutex){+.+.}-{3:3}:",
+        "-> #1 (kn->active#4){++++}-{0:0}:",
+        f"-> #0 ({work}){{+.+.}}-{{0:0}}:",
     ]
 
-    def chain(number: int) -> str:
-        begin = report.index(chains[2 - number])
-        return " ".join(report[begin : begin + 16])
+    def chain(number: int) -> list[str]:
+        begin = report.index(chains[2 - number]) + 1
+        end = report.index("", begin)
+        return [line.strip().split("+")[0] for line in report[begin:end]]
 
-    assert "kernfs_drain" in chain(2) and "devcd_del" in chain(2)
-    assert "devcd_data_write" in chain(1) and "kernfs_fop_write_iter" in chain(1)
-    assert "dev_coredump_put" in chain(0) and "unbind_store" in chain(0)
-    assert " *** DEADLOCK ***" in report
+    assert chain(2)[:4] == [
+        "mutex_lock_nested",
+        "devcd_data_write",
+        "sysfs_kf_bin_write",
+        "kernfs_fop_write_iter",
+    ]
+    assert chain(1) == [
+        "kernfs_drain",
+        "__kernfs_remove",
+        "kernfs_remove_by_name_ns",
+        "remove_files",
+        "sysfs_remove_group",
+        "sysfs_remove_groups",
+        "device_remove_attrs",
+        "device_del",
+        "devcd_del",
+        "process_one_work",
+        "worker_thread",
+        "kthread",
+        "ret_from_fork",
+    ]
+    assert chain(0)[:5] == [
+        "__lock_acquire",
+        "lock_acquire",
+        "__flush_work",
+        "flush_delayed_work",
+        "devcd_free",
+    ]
+    assert "dev_coredump_put" in chain(0)
+    assert chain(0)[chain(0).index("unbind_store") :] == [
+        "unbind_store",
+        "drv_attr_store",
+        "sysfs_kf_write",
+        "kernfs_fop_write_iter",
+        "vfs_write",
+        "ksys_write",
+        "__x64_sys_write",
+        "x64_sys_call",
+        "do_syscall_64",
+        "entry_SYSCALL_64_after_hwframe",
+    ]
+    scenario = report.index(" Possible unsafe locking scenario:")
+    assert report[scenario - 3 : scenario - 1] == [
+        "Chain exists of:",
+        f"  {work} --> kn->active#4 --> &devcd->mutex",
+    ]
+    assert [line.strip() for line in report[scenario + 4 : scenario + 8]] == [
+        "lock(&devcd->mutex);",
+        "lock(kn->active#4);",
+        "lock(&devcd->mutex);",
+        f"lock({work});",
+    ]
     held = report.index(" *** DEADLOCK ***") + 2
-    assert report[held].startswith("1 lock held by bash/")
-    assert report[held + 1].startswith(" #0: (&devcd->mutex), at: devcd_free+")
+    assert report[held].startswith("5 locks held by bash/")
+    sites = [re.sub(r"^ #\d: [0-9a-f]{16} ", "", line) for line in report[held + 1 : held + 6]]
+    assert [re.sub(r"\+0x[0-9a-f]+/0x[0-9a-f]+$", "", site) for site in sites] == [
+        "(sb_writers#5){.+.+}-{0:0}, at: ksys_write",
+        "(&of->mutex#2){+.+.}-{3:3}, at: kernfs_fop_write_iter",
+        "(&dev->mutex){....}-{3:3}, at: device_release_driver_internal",
+        "(&devcd->mutex){+.+.}-{3:3}, at: devcd_free",
+        "(rcu_read_lock){....}-{1:2}, at: __flush_work",
+    ]
+    backtrace = report.index("stack backtrace:")
+    assert re.fullmatch(
+        r"CPU: 0 UID: 0 PID: \d+ Comm: bash Not tainted \S+ #1 PREEMPT\(voluntary\) ",
+        report[backtrace + 1],
+    )
+    call_trace = report.index(" <TASK>", backtrace) + 1
+    assert [line.strip().split("+")[0] for line in report[call_trace : call_trace + 7]] == [
+        "dump_stack_lvl",
+        "dump_stack",
+        "print_circular_bug",
+        "check_noncircular",
+        "__lock_acquire",
+        "lock_acquire",
+        "__flush_work",
+    ]
     assert mount.read("proc/sys/kernel/tainted") == "0\n"  # lockdep does not taint
 
 
@@ -359,7 +442,31 @@ def test_put_era_write_racing_with_unbind_is_reported_and_everyone_returns(
     assert "WARNING: possible circular locking dependency detected" in text
     chains = {line.split(" ", 2)[2] for line in text if line.startswith("-> #")}
     assert chains == {
-        "(kn->active#4):",
-        "(&devcd->mutex):",
-        "((work_completion)(&(&devcd->del_wk)->work)):",
+        "(kn->active#4){++++}-{0:0}:",
+        "(&devcd->mutex){+.+.}-{3:3}:",
+        "((work_completion)(&(&devcd->del_wk)->work)){+.+.}-{0:0}:",
     }
+
+
+def test_debug_locks_back_on_reboots_the_checkers_so_no_splat_follows_taint_b(
+    mount: Mount,
+) -> None:
+    """A real kernel keeps lock debugging off after taint B; turning it back on from the
+    control plane clears the taint as a reboot would, and says so."""
+    fd = os.open(mount.path / "dev/devm0", os.O_RDWR)
+    mount.sh("echo cdev_devm.0 > sys/bus/platform/drivers/cdev_devm/unbind", check=True)
+    os.read(fd, 16)
+    os.close(fd)
+    assert mount.read("proc/sys/kernel/tainted") == "32\n"
+    assert mount.read(f"{CTL}/debug_locks") == "0\n"
+    mark = mount.kmsg_mark()
+    mount.sh(f"echo 1 > {CTL}/debug_locks", check=True)
+    assert mount.kmsg_text(since=mark) == [
+        "fakesys: debug_locks re-enabled from the control plane; taint 32 cleared; "
+        "lock debugging and KASAN report again, as after a reboot"
+    ]
+    assert mount.read("proc/sys/kernel/tainted") == "0\n"
+    assert mount.read(f"{CTL}/debug_locks") == "1\n"
+    text = lock_cycle(mount, "put")
+    start = text.index("WARNING: possible circular locking dependency detected")
+    assert text[start + 1] == "6.18.0-fakesys #1 Not tainted"

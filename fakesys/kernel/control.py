@@ -6,7 +6,8 @@
 ``hold/<point>``                  ``1`` arms, ``0`` releases; reads ``off``, ``armed`` or ``held``
 ``delay/<point>``                 a pause in milliseconds at the same place, on the engine clock
 ``kasan_multi_shot``              ``1``: report every use after free, not only the first
-``debug_locks``                   lockdep on (1) or off (0); the first report or taint turns it off
+``debug_locks``                   lockdep on (1) or off (0); the first report or taint turns it off;
+                                  turning it back on on a tainted kernel clears the taint (below)
 ``advance_clock``                 write seconds: the engine's clock jumps ahead (timeouts fire)
 ``uevents``                       the uevent stream, as ``udevadm monitor --kernel --property``
 ``devices/<dev>/feed``            bytes written here arrive from the device's hardware
@@ -34,6 +35,7 @@ from .hold import HoldPoint
 from .hw import Hardware
 from .lib import buf_to_str, kstrtobool, kstrtoul
 from .module import delete_module
+from .printk import KERN_WARNING
 from .sysfs import RW, WO, SysfsAttr, create_file
 
 if TYPE_CHECKING:
@@ -61,6 +63,36 @@ async def _init_module_store(kernel: Kernel, buf: bytes) -> int:
     if kernel.module_loader is None:
         raise ErrnoError(errno.ENOENT)
     await kernel.module_loader(name)
+    return len(buf)
+
+
+def _debug_locks_show(kernel: Kernel) -> str:
+    return f"{int(kernel.lockdep.debug_locks)}\n"
+
+
+async def _debug_locks_store(kernel: Kernel, buf: bytes) -> int:
+    """Lock debugging on or off.
+
+    A real kernel never turns lock debugging back on: after the first report or taint it stays
+    off until reboot, so no lockdep report ever follows taint B. Scripts that share one mount
+    still need lockdep for their own step. So turning it back on resets all the one-shot
+    checkers as a reboot would: the taint is cleared and KASAN may report again, and the log
+    says so. Reports after that read as from a freshly booted kernel, as they would be."""
+    if not kstrtobool(buf_to_str(buf)):
+        kernel.lockdep.debug_locks_off()
+        return len(buf)
+    if kernel.lockdep.debug_locks:
+        return len(buf)
+    kernel.lockdep.debug_locks = True
+    tainted = kernel.taint.mask
+    kernel.taint.clear()
+    kernel.kasan.reported = False
+    note = f"; taint {tainted} cleared" if tainted else ""
+    kernel.log.emit(
+        KERN_WARNING,
+        f"fakesys: debug_locks re-enabled from the control plane{note}; lock debugging and "
+        "KASAN report again, as after a reboot",
+    )
     return len(buf)
 
 
@@ -117,7 +149,7 @@ KERNEL_FILES = (
     SysfsAttr["Kernel"]("delete_module", WO, store=_delete_module_store),
     SysfsAttr["Kernel"]("init_module", WO, store=_init_module_store),
     _switch("kasan_multi_shot", "kasan", "multi_shot"),
-    _switch("debug_locks", "lockdep", "debug_locks"),
+    SysfsAttr["Kernel"]("debug_locks", RW, _debug_locks_show, _debug_locks_store),
     SysfsAttr["Kernel"]("advance_clock", WO, store=_advance_clock_store),
 )
 HW_FILES = (

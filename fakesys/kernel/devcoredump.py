@@ -36,7 +36,7 @@ from .core import Device, device_add, device_del, get_device, put_device
 from .devres import devm_add_action
 from .kobject_uevent import KOBJ_ADD, kobject_uevent
 from .lib import buf_to_str, simple_strtol
-from .lockdep import LockClass
+from .lockdep import LockClass, kernfs_node_addr, work_class
 from .printk import KERN_WARNING
 from .stacktrace import frame, stack
 from .sysfs import RW, SysfsAttr, SysfsBinAttr
@@ -47,6 +47,9 @@ if TYPE_CHECKING:
     from .module import Module
 
 DEVCD_TIMEOUT = 5 * 60.0  # seconds: HZ * 60 * 5
+# Offsets in struct devcd_entry (a struct device with lockdep, then data, datalen, mutex, ...).
+DEVCD_MUTEX_OFFSET = 0x310
+DEVCD_DEL_WK_OFFSET = 0x378
 CORE_PRE_FIX = "pre-fix"
 CORE_FIXED = "fixed"
 CORE_SEED = "seed"
@@ -97,8 +100,19 @@ class DevcdEntry:
     def classes(self) -> DevcdLockClasses:
         return self.devcd.lock_classes(self.core)
 
+    @property
+    def mutex_addr(self) -> int:
+        """&devcd->mutex inside the entry, after the struct device and the data pointers."""
+        return self.obj.addr + DEVCD_MUTEX_OFFSET
+
+    @property
+    def data_addr(self) -> int:
+        """The ``data`` node, whose active reference kernfs_drain() waits for."""
+        data = self.dev.kn.lookup("data") if self.dev.kn is not None else None
+        return kernfs_node_addr(data.ino if data is not None else 0)
+
     async def lock(self, at: str) -> None:
-        self.kernel.lockdep.acquire(self.classes.mutex, at)
+        self.kernel.lockdep.acquire(self.classes.mutex, self.mutex_addr, at)
         await self.mutex.acquire()
 
     def unlock(self) -> None:
@@ -122,7 +136,7 @@ class Devcoredump:
         if core not in self._lock_classes:
             self._lock_classes[core] = DevcdLockClasses(
                 LockClass("&devcd->mutex"),
-                LockClass("(work_completion)(&(&devcd->del_wk)->work)"),
+                work_class("(work_completion)(&(&devcd->del_wk)->work)"),
                 self.kernel.lockdep.kn_active_class(f"devcd data ({core})"),
             )
         return self._lock_classes[core]
@@ -156,7 +170,10 @@ class Devcoredump:
             dev = Device(self.kernel, f"devcd{self.count}", cls=self.cls)
             entry = DevcdEntry(self, dev, get_device(failing_dev), owner, read, free, core)
             entry.del_wk = DelayedWork(
-                self.kernel, lambda: self._devcd_del(entry), entry.classes.work
+                self.kernel,
+                lambda: self._devcd_del(entry),
+                entry.classes.work,
+                entry.obj.addr + DEVCD_DEL_WK_OFFSET,
             )
             dev.release = lambda _dev: self._devcd_dev_release(entry)
             dev.uevent_suppress = True
@@ -206,7 +223,10 @@ class Devcoredump:
         assert entry.del_wk is not None
         lockdep = self.kernel.lockdep
         data_active = entry.classes.data_active
-        with frame("devcd_data_write"), lockdep.holding(data_active, "kernfs_fop_write_iter"):
+        with (
+            frame("devcd_data_write"),
+            lockdep.holding(data_active, entry.data_addr, "kernfs_fop_write_iter"),
+        ):
             entry.obj.access(0x40, 8, write=False)
             if entry.core == CORE_FIXED:
                 if entry.del_wk.cancel():
@@ -216,7 +236,7 @@ class Devcoredump:
                 # device_del() waits for this very write: the three-way deadlock. The kernel
                 # would hang all three here. fakesys records the dependency (lockdep reports
                 # it) and lets the write end as it would have: the dump is being deleted.
-                lockdep.acquire(entry.classes.mutex, "devcd_data_write")
+                lockdep.acquire(entry.classes.mutex, entry.mutex_addr, "devcd_data_write")
                 lockdep.release(entry.classes.mutex)
             else:
                 await entry.lock("devcd_data_write")
@@ -248,8 +268,18 @@ class Devcoredump:
             return
         entry.deleted = True
         # kernfs_drain() is a lock acquisition to lockdep (rwsem_acquire on kn->dep_map).
-        with frame("device_del", "kernfs_remove", "kernfs_drain"):
-            self.kernel.lockdep.acquire(entry.classes.data_active, "kernfs_drain")
+        # The class's dev_groups go in device_remove_attrs(), one kernfs_remove_by_name() each.
+        with frame(
+            "device_del",
+            "device_remove_attrs",
+            "sysfs_remove_groups",
+            "sysfs_remove_group",
+            "remove_files",
+            "kernfs_remove_by_name_ns",
+            "__kernfs_remove",
+            "kernfs_drain",
+        ):
+            self.kernel.lockdep.acquire(entry.classes.data_active, entry.data_addr, "kernfs_drain")
             self.kernel.lockdep.release(entry.classes.data_active)
         await device_del(entry.dev)
         put_device(entry.dev)

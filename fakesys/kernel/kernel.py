@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 UTS_RELEASE = "6.18.0-fakesys"
 UTS_VERSION = "#1 SMP PREEMPT_DYNAMIC"
+# preempt_model_str() (kernel/sched/core.c) of a PREEMPT_DYNAMIC kernel booted in the
+# distributions' default mode, printed on dump_stack()'s CPU line since v6.15.
+PREEMPT_MODEL = "PREEMPT(voluntary)"
 HARDWARE_NAME = "fakesys virtual machine, BIOS 0.1.0"
 
 
@@ -128,7 +131,7 @@ class Kernel:
         task = current()
         lines = [
             f"CPU: 0 UID: {task.uid} PID: {task.pid} Comm: {task.comm[:20]} "
-            f"{self.taint.print_tainted()} {self.uname} "
+            f"{self.taint.print_tainted()} {self.uname} {PREEMPT_MODEL} "
         ]
         if self.taint.mask:
             lines.append(f"Tainted: {self.taint.print_tainted_verbose()}")

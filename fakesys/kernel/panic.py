@@ -36,9 +36,14 @@ TAINT_WARN = 9
 
 
 class Taint:
-    """The global ``tainted_mask``. Bits are only ever added."""
+    """The global ``tainted_mask``. Bits are only ever added, as in the kernel, except by
+    :meth:`clear`, which stands for a reboot."""
 
     def __init__(self) -> None:
+        self.mask = 0
+
+    def clear(self) -> None:
+        """Forget the taint: only the control plane does this (``debug_locks``)."""
         self.mask = 0
 
     def add(self, flag: int) -> None:

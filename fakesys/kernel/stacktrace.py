@@ -29,13 +29,20 @@ def frames(*names: str, module: str | None = None) -> Frames:
     return tuple((name, module) for name in names)
 
 
-SYSCALL_READ = frames("entry_SYSCALL_64_after_hwframe", "do_syscall_64", "ksys_read", "vfs_read")
-SYSCALL_WRITE = frames("entry_SYSCALL_64_after_hwframe", "do_syscall_64", "ksys_write", "vfs_write")
-SYSCALL_CLOSE = frames(
-    "entry_SYSCALL_64_after_hwframe", "do_syscall_64", "__x64_sys_close", "__fput"
-)
+_SYSCALL = ("entry_SYSCALL_64_after_hwframe", "do_syscall_64")
+SYSCALL_READ = frames(*_SYSCALL, "x64_sys_call", "__x64_sys_read", "ksys_read", "vfs_read")
+SYSCALL_WRITE = frames(*_SYSCALL, "x64_sys_call", "__x64_sys_write", "ksys_write", "vfs_write")
+# The last close(2) of a file releases it on the way back to user space (fs/file_table.c).
+SYSCALL_CLOSE = frames(*_SYSCALL, "syscall_exit_to_user_mode", "task_work_run", "__fput")
 SYSCALL_OPEN = frames(
-    "entry_SYSCALL_64_after_hwframe", "do_syscall_64", "do_sys_openat2", "do_dentry_open"
+    *_SYSCALL,
+    "x64_sys_call",
+    "__x64_sys_openat",
+    "do_sys_openat2",
+    "do_filp_open",
+    "path_openat",
+    "vfs_open",
+    "do_dentry_open",
 )
 
 
@@ -55,11 +62,18 @@ def frame(*names: str, module: str | None = None) -> contextlib.AbstractContextM
 
 
 @functools.lru_cache(maxsize=4096)
-def _symbolize(name: str, module: str | None) -> str:
+def symbolize(name: str, module: str | None) -> str:
+    """One frame as ``%pS`` prints it."""
     return symbol(name, module)
+
+
+def current_frames() -> Frames:
+    """The frames in force, outermost first, unsymbolized (cheap: for a stack that may never
+    be printed)."""
+    return _frames.get()
 
 
 def stack(*inner: str, module: str | None = None) -> tuple[str, ...]:
     """The current stack with ``inner`` frames (outermost first) on top, innermost first."""
     raw = _frames.get() + frames(*inner, module=module)
-    return tuple(_symbolize(name, mod) for name, mod in reversed(raw))
+    return tuple(symbolize(name, mod) for name, mod in reversed(raw))

@@ -7,11 +7,13 @@ raised inside a store shows ``vfs_write`` → ``kernfs_fop_write_iter`` → ``<n
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from ..kernfs import PAGE_SIZE, Attribute, BinAttribute, KernfsNode, KernfsRoot
+from .lockdep import OF_MUTEX, SB_WRITERS, SB_WRITERS_ADDR, held, open_file_addr
 from .stacktrace import SYSCALL_READ, SYSCALL_WRITE, enter, frames
 
 T = TypeVar("T")
@@ -43,12 +45,48 @@ class SysfsBinAttr(Generic[T]):
     size: Callable[[T], int] | int = 0
 
 
+@contextlib.contextmanager
+def _write_locks(name: str) -> Iterator[None]:
+    """What a write(2) to a sysfs file holds around the store: the superblock's freeze
+    protection (file_start_write() in vfs_write()) and the open file's mutex
+    (kernfs_fop_write_iter()). Listed in lockdep reports; see :mod:`.lockdep`."""
+    with (
+        held(SB_WRITERS, SB_WRITERS_ADDR, "ksys_write"),
+        held(OF_MUTEX, open_file_addr(name), "kernfs_fop_write_iter"),
+    ):
+        yield
+
+
+# The sysfs_ops of each kind of kobject (drv_attr_store() in drivers/base/bus.c, ...), between
+# sysfs_kf_write() and the attribute's own store, by the class of the object.
+_SYSFS_OPS = {
+    "Device": "dev_attr",
+    "Driver": "drv_attr",
+    "BusType": "bus_attr",
+    "Class": "class_attr",
+    "Module": "module_attr",
+}
+
+
+def _sysfs_ops(obj: object) -> str | None:
+    return next(
+        (_SYSFS_OPS[c.__name__] for c in type(obj).__mro__ if c.__name__ in _SYSFS_OPS), None
+    )
+
+
 def create_file(root: KernfsRoot, parent: KernfsNode, obj: T, attr: SysfsAttr[T]) -> KernfsNode:
     show_fn, store_fn = attr.show, attr.store
+    ops = _sysfs_ops(obj)
     show: Callable[[], str] | None = None
     store: Callable[[bytes], Awaitable[int]] | None = None
     if show_fn is not None:
-        show_frames = SYSCALL_READ + frames("seq_read_iter", "kernfs_seq_show", f"{attr.name}_show")
+        show_frames = SYSCALL_READ + frames(
+            "seq_read_iter",
+            "kernfs_seq_show",
+            "sysfs_kf_seq_show",
+            *([f"{ops}_show"] if ops else []),
+            f"{attr.name}_show",
+        )
 
         def show() -> str:
             with enter(show_frames):
@@ -56,10 +94,15 @@ def create_file(root: KernfsRoot, parent: KernfsNode, obj: T, attr: SysfsAttr[T]
 
         show.__name__ = f"{attr.name}_show"
     if store_fn is not None:
-        store_frames = SYSCALL_WRITE + frames("kernfs_fop_write_iter", f"{attr.name}_store")
+        store_frames = SYSCALL_WRITE + frames(
+            "kernfs_fop_write_iter",
+            "sysfs_kf_write",
+            *([f"{ops}_store"] if ops else []),
+            f"{attr.name}_store",
+        )
 
         async def store(buf: bytes) -> int:
-            with enter(store_frames):
+            with enter(store_frames), _write_locks(attr.name):
                 return await store_fn(obj, buf)
 
     return root.create_file(parent, attr.name, attr.mode, Attribute(show, store), size=PAGE_SIZE)
@@ -72,17 +115,17 @@ def create_bin_file(
     read: Callable[[int, int], Awaitable[bytes]] | None = None
     write: Callable[[int, bytes], Awaitable[int]] | None = None
     if read_fn is not None:
-        read_frames = SYSCALL_READ + frames("kernfs_file_read_iter", f"{attr.name}_read")
+        read_frames = SYSCALL_READ + frames("kernfs_file_read_iter", "sysfs_kf_bin_read")
 
         async def read(offset: int, count: int) -> bytes:
             with enter(read_frames):
                 return await read_fn(obj, offset, count)
 
     if write_fn is not None:
-        write_frames = SYSCALL_WRITE + frames("kernfs_fop_write_iter", f"{attr.name}_write")
+        write_frames = SYSCALL_WRITE + frames("kernfs_fop_write_iter", "sysfs_kf_bin_write")
 
         async def write(offset: int, data: bytes) -> int:
-            with enter(write_frames):
+            with enter(write_frames), _write_locks(attr.name):
                 return await write_fn(obj, offset, data)
 
     size = attr.size(obj) if callable(attr.size) else attr.size

@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .lockdep import LockClass
+from .lockdep import RCU_READ_LOCK, LockClass, held, static_addr
 from .sched import run_as_kernel_thread
-from .stacktrace import enter, frames
+from .stacktrace import enter, frame, frames
 
 if TYPE_CHECKING:
     from .kernel import Kernel
 
 
+RCU_ADDR = static_addr("rcu_lock_map")
 WORKER_FRAMES = frames("ret_from_fork", "kthread", "worker_thread", "process_one_work")
 
 
@@ -56,11 +57,17 @@ class DelayedWork:
     """
 
     def __init__(
-        self, kernel: Kernel, fn: Callable[[], Awaitable[None]], lock_class: LockClass
+        self,
+        kernel: Kernel,
+        fn: Callable[[], Awaitable[None]],
+        lock_class: LockClass,
+        addr: int,
     ) -> None:
         self.kernel = kernel
         self.fn = fn
         self.lock_class = lock_class
+        #: The work's address: its lockdep map's, in reports.
+        self.addr = addr
         self.pending = False
         self.running = False
         self.disabled = False
@@ -94,9 +101,14 @@ class DelayedWork:
 
     async def flush(self) -> None:
         """flush_delayed_work(): run a pending work now and wait until it is done."""
+        # __flush_work(): rcu_read_lock(), then lock_map_acquire(&work->lockdep_map).
         lockdep = self.kernel.lockdep
-        lockdep.acquire(self.lock_class, "flush_delayed_work")
-        lockdep.release(self.lock_class)
+        with (
+            frame("flush_delayed_work", "__flush_work"),
+            held(RCU_READ_LOCK, RCU_ADDR, "__flush_work"),
+        ):
+            lockdep.acquire(self.lock_class, self.addr, "__flush_work")
+            lockdep.release(self.lock_class)
         if self.pending:
             self._arm(0)
         await self._idle.wait()
@@ -128,7 +140,7 @@ class DelayedWork:
         try:
             with (
                 enter(WORKER_FRAMES),
-                self.kernel.lockdep.holding(self.lock_class, "process_one_work"),
+                self.kernel.lockdep.holding(self.lock_class, self.addr, "process_one_work"),
             ):
                 await self.fn()
         finally:

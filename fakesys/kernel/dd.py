@@ -15,7 +15,8 @@ import errno
 from typing import TYPE_CHECKING
 
 from ..kernfs import ErrnoError
-from .deferred_probe import EPROBE_DEFER, device_links_check_suppliers
+from .deferred_probe import EPROBE_DEFER as EPROBE_DEFER  # noqa: PLC0414 (re-exported)
+from .deferred_probe import device_links_check_suppliers
 from .devres import devres_release_all
 from .kobject_uevent import KOBJ_BIND, KOBJ_UNBIND, kobject_uevent
 from .printk import KERN_CRIT, KERN_DEBUG, KERN_ERR

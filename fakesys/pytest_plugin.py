@@ -19,12 +19,19 @@ Choose the scenario with a marker or an indirect parameter::
 
 The fixture skips the test when /dev/fuse cannot be opened (a container without
 ``--device /dev/fuse``), and fails it when the daemon cannot mount.
+
+Engine tests (a :class:`~fakesys.kernel.Kernel` run in the test's own trio loop) get a check
+too: deferred kernel work (a work item, a tasklet, a timer) that raises is only logged by the
+kernel, which goes on, as a real one would after an oops in a worker; the plugin fails the test
+in which that happened. A test that makes deferred work fail on purpose says so with
+``@pytest.mark.fakesys_deferred_work_may_fail``.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,6 +45,39 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "fakesys_scenario(name_or_file): the scenario the fakesys fixture mounts"
     )
+    config.addinivalue_line(
+        "markers",
+        "fakesys_deferred_work_may_fail: deferred kernel work that raises does not fail the test",
+    )
+
+
+class _EngineFailures(logging.Handler):
+    """Collects the exceptions the engine logged (``Kernel.spawn`` logs the work that raised)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info is not None:
+            self.records.append(record)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    """Fail a test whose deferred kernel work raised, unless it is marked as expecting it."""
+    failures = _EngineFailures()
+    engine_log = logging.getLogger("fakesys.kernel")
+    engine_log.addHandler(failures)
+    try:
+        result = yield
+    finally:
+        engine_log.removeHandler(failures)
+    if failures.records and item.get_closest_marker("fakesys_deferred_work_may_fail") is None:
+        formatter = logging.Formatter()
+        details = "\n".join(formatter.format(record) for record in failures.records)
+        pytest.fail(f"deferred kernel work raised:\n{details}", pytrace=False)
+    return result
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ from .kernel.dd import device_driver_attach
 from .kernel.devcoredump import DEVCD_TIMEOUT
 from .kernel.driver import driver_register
 from .kernel.hotplug import HotplugDevice
-from .kernel.pci import PCI_ANY_ID, PciBar, PciDevice, PciDeviceId, PciSlot
+from .kernel.pci import PCI_ANY_ID, PciBar, PciDevice, PciDeviceId, PciSlot, pci_bus
 from .kernel.platform import PlatformDevice
 from .kernel.simchar import BEHAVIOURS
 from .kernel.simdrv import (
@@ -91,6 +91,7 @@ class DeviceSpec:
     attrs: dict[str, str] = field(default_factory=dict)
     produce_every_ms: int = 0
     produce: bytes = b""
+    suppliers: list[str] = field(default_factory=list)
 
     @property
     def dev_name(self) -> str:
@@ -165,13 +166,14 @@ class Scenario:
         try:
             dev: Device
             if spec.slot is not None:
-                kernel.pci_slots.append(spec.slot)
+                pci_bus(kernel).slots.append(spec.slot)
                 dev = PciDevice(kernel, spec.slot)
             elif spec.bus == "hotplug":
                 dev = HotplugDevice(kernel, spec.id)
             else:
                 dev = PlatformDevice(kernel, spec.name, spec.id)
             dev.hw.attrs.update(spec.attrs)
+            dev.suppliers = list(spec.suppliers)
             add_hardware_controls(kernel, dev.name, dev.hw)
             if spec.produce_every_ms:
                 period_ns, data, hw = spec.produce_every_ms * 1_000_000, spec.produce, dev.hw
@@ -344,6 +346,9 @@ def _parse_device(entry: _Entry, drivers: set[tuple[str, str]]) -> DeviceSpec:
     spec.produce = entry.get("produce", str, "the text the device produces", "").encode()
     if bool(spec.produce_every_ms) != bool(spec.produce):
         entry.fail("produce", "both 'produce' and 'produce_every_ms', or neither")
+    spec.suppliers = entry.get("suppliers", list, "an array of device names", [])
+    if not all(isinstance(name, str) and name for name in spec.suppliers):
+        entry.fail("suppliers", "an array of device names")
     entry.done()
     return spec
 

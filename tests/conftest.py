@@ -12,6 +12,8 @@ from fakesys.pytest_plugin import FakesysMount, fuse_usable
 
 Mount = FakesysMount
 
+pytest_plugins = ["pytester"]
+
 __all__ = ["Mount", "fuse_usable", "wait_blocked_in_read", "wait_until"]
 
 

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import errno
+import os
+from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 
 from fakesys import scenario
 from fakesys.kernel import Device, Kernel
 from fakesys.kernel.bus import bind_store, unbind_store
-from fakesys.kernel.core import device_add
+from fakesys.kernel.core import device_add, device_unregister
 from fakesys.kernel.dd import device_release_driver
 from fakesys.kernel.devres import Devres, devm_add_action, devm_kzalloc
 from fakesys.kernel.driver import driver_register
 from fakesys.kernel.panic import TAINT_BAD_PAGE
-from fakesys.kernel.pci import pci_rescan_bus, pci_stop_and_remove_bus_device
+from fakesys.kernel.pci import pci_bus, pci_rescan_bus, pci_stop_and_remove_bus_device
 from fakesys.kernel.platform import PlatformDevice, PlatformDriver
 from fakesys.kernel.slab import Object
 from fakesys.kernel.stacktrace import frame
-from fakesys.kernfs import ErrnoError
+from fakesys.kernfs import Caller, ErrnoError, open_file
+
+DEFERRED_PROBE = Path(__file__).parent / "scenarios" / "deferred-probe.toml"
 
 
 async def booted() -> Kernel:
@@ -172,14 +178,53 @@ async def test_taint_strings() -> None:
 
 async def test_pci_rescan_brings_a_removed_device_back_bound() -> None:
     kernel = await booted()
-    pci = kernel.buses["pci"]
+    pci = pci_bus(kernel)
     dev = pci.find_device_by_name("0000:00:02.0")
     assert dev is not None
     await pci_stop_and_remove_bus_device(dev)
     assert pci.find_device_by_name("0000:00:02.0") is None
+    # the function stays in the bus's hardware list, for the rescan to find
+    assert [slot.slot_name for slot in pci.slots] == ["0000:00:02.0"]
     assert dev.released
     await pci_rescan_bus(kernel)
     again = pci.find_device_by_name("0000:00:02.0")
     assert again is not None
     assert again is not dev
     assert again.driver is pci.drivers["fakegpu"]
+
+
+async def read_text(kernel: Kernel, path: str) -> str:
+    kn = kernel.lookup(path)
+    assert kn is not None, path
+    of = await open_file(kn, os.O_RDONLY, Caller(os.getpid()))
+    try:
+        return (await of.read(0, 4096)).decode()
+    finally:
+        await of.release()
+
+
+async def test_deferred_probe_is_retried_when_another_device_binds(nursery: trio.Nursery) -> None:
+    kernel = await scenario.boot(scenario.load(str(DEFERRED_PROBE)), nursery)
+    platform = kernel.buses["platform"]
+    sensor = platform_device(kernel, "sensor.0")
+    deferred = "sys/kernel/debug/devices_deferred"
+    # the supplier check defers before dev->driver is set: the reason names the bus
+    assert await read_text(kernel, deferred) == (
+        "sensor.0\tplatform: supplier pmic.0 not ready\nlate.0\t\n"
+    )
+    # a bind by hand does not wait: EAGAIN, and the device stays on the list
+    with pytest.raises(ErrnoError) as excinfo:
+        await bind_store(platform.drivers["sensor"], b"sensor.0")
+    assert excinfo.value.errno == errno.EAGAIN
+    late_tries = kernel.log.text().count("late late.0: Driver late requests probe deferral")
+    await bind_store(platform.drivers["pmic"], b"pmic.0")
+    await trio.testing.wait_all_tasks_blocked()
+    assert sensor.driver is platform.drivers["sensor"]
+    # the retry of late.0 deferred again: back on the pending list, probed once more
+    assert await read_text(kernel, deferred) == "late.0\t\n"
+    text = kernel.log.text()
+    assert text.count("late late.0: Driver late requests probe deferral") == late_tries + 1
+    assert "platform sensor.0: Retrying from deferred list" in text
+    # and a device that goes away leaves the list
+    await device_unregister(platform_device(kernel, "late.0"))
+    assert await read_text(kernel, deferred) == ""

@@ -69,6 +69,63 @@ async def test_delay_runs_on_the_engine_clock(
     assert trio.current_time() - started == pytest.approx(0.3)
 
 
+async def write_control(kernel: Kernel, path: str, text: str) -> None:
+    kn = kernel.lookup(f"sys/kernel/debug/fakesys/{path}")
+    assert kn is not None, path
+    of = await open_file(kn, os.O_WRONLY, Caller(os.getpid()))
+    try:
+        assert await of.write(0, text.encode()) == len(text)
+    finally:
+        await of.release()
+
+
+async def test_delay_ends_when_the_engine_clock_advances(nursery: trio.Nursery) -> None:
+    """An hour's delay on trio's real clock: only ``advance_clock`` can end it in the test."""
+    kernel = await booted(nursery)
+    await write_control(kernel, "delay/read", "3600000")
+    dev = kernel.buses["platform"].find_device_by_name("cdev_refcounted.0")
+    assert dev is not None
+    dev.hw.feed(b"x")
+    of = await open_node(kernel, "refcounted0")
+    got: list[bytes] = []
+
+    async def reader() -> None:
+        got.append(await of.read(0, 1))
+
+    nursery.start_soon(reader)
+    await trio.testing.wait_all_tasks_blocked()
+    assert got == []
+    await write_control(kernel, "advance_clock", "3599")
+    await trio.testing.wait_all_tasks_blocked()
+    assert got == []
+    await write_control(kernel, "advance_clock", "1")
+    await trio.testing.wait_all_tasks_blocked()
+    assert got == [b"x"]
+
+
+async def test_hold_point_of_one_device_stops_only_that_device(nursery: trio.Nursery) -> None:
+    kernel = await booted(nursery)
+    await write_control(kernel, "devices/cdev_refcounted.0/hold/read", "1")
+    got: list[str] = []
+
+    async def reader(node: str) -> None:
+        of = await open_node(kernel, f"{node}0")
+        got.append((await of.read(0, 10)).decode())
+
+    for name in ("refcounted", "unplug"):
+        dev = kernel.buses["platform"].find_device_by_name(f"cdev_{name}.0")
+        assert dev is not None
+        dev.hw.feed(name.encode())
+        nursery.start_soon(reader, name)
+    await trio.testing.wait_all_tasks_blocked()
+    assert got == ["unplug"]
+    assert kernel.hold.device_points("cdev_refcounted.0")["read"].state == "held"
+    assert kernel.hold["read"].state == "off"
+    await write_control(kernel, "devices/cdev_refcounted.0/hold/read", "0")
+    await trio.testing.wait_all_tasks_blocked()
+    assert got == ["unplug", "refcounted"]
+
+
 async def test_unplug_waits_for_a_section_then_frees(nursery: trio.Nursery) -> None:
     kernel = await booted(nursery)
     dev = kernel.buses["platform"].find_device_by_name("cdev_unplug.0")
@@ -148,6 +205,7 @@ async def test_racy_module_get_reads_the_freed_driver(nursery: trio.Nursery) -> 
     assert "BUG: KASAN: slab-use-after-free in get_driver+" in kernel.log.text()
 
 
+@pytest.mark.fakesys_deferred_work_may_fail
 async def test_failing_deferred_work_is_logged_and_the_kernel_goes_on(
     nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -166,6 +224,40 @@ async def test_failing_deferred_work_is_logged_and_the_kernel_goes_on(
     await trio.testing.wait_all_tasks_blocked()
     assert "deferred kernel work failed" in caplog.text
     assert ran == ["fine"]
+
+
+def test_deferred_work_that_raises_fails_the_engine_test(pytester: pytest.Pytester) -> None:
+    """The plugin turns an exception the kernel only logged into a failed test."""
+    pytester.makeini("[pytest]\ntrio_mode = true\n")
+    pytester.makepyfile(
+        """
+        import pytest
+        import trio.testing
+        from fakesys.kernel import Kernel
+
+        async def break_deferred_work(nursery):
+            kernel = Kernel()
+            kernel.nursery = nursery
+
+            async def broken():
+                raise ValueError("a bug in deferred work")
+
+            kernel.spawn(broken)
+            await trio.testing.wait_all_tasks_blocked()
+
+        async def test_unmarked(nursery):
+            await break_deferred_work(nursery)
+
+        @pytest.mark.fakesys_deferred_work_may_fail
+        async def test_marked(nursery):
+            await break_deferred_work(nursery)
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*test_unmarked*", "*deferred kernel work raised*", "*ValueError: a bug in deferred work"]
+    )
 
 
 async def test_hardware_produces_on_the_engine_clock(

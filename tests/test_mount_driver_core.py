@@ -368,6 +368,21 @@ def test_failed_probe_returns_its_errno_and_logs(mount: Mount) -> None:
     assert records[-1].startswith("3,")
 
 
+DEFERRED_PROBE = str(Path(__file__).parent / "scenarios" / "deferred-probe.toml")
+
+
+@pytest.mark.parametrize("fakesys", [DEFERRED_PROBE], indirect=True)
+def test_a_deferred_probe_binds_once_its_supplier_is_bound(mount: Mount) -> None:
+    deferred = "sys/kernel/debug/devices_deferred"
+    assert mount.read(deferred) == "sensor.0\tplatform: supplier pmic.0 not ready\nlate.0\t\n"
+    assert mount.sh(f"stat -c %a {deferred}", check=True).stdout == "444\n"
+    out = mount.sh("echo sensor.0 > sys/bus/platform/drivers/sensor/bind")
+    assert "Resource temporarily unavailable" in out.stderr  # EAGAIN
+    mount.sh("echo pmic.0 > sys/bus/platform/drivers/pmic/bind", check=True)
+    assert mount.wait_for("sys/devices/platform/sensor.0/driver")
+    assert mount.read(deferred) == "late.0\t\n"
+
+
 def test_the_tree_cannot_be_changed_with_file_operations(mount: Mount) -> None:
     assert "Permission denied" in mount.sh("echo 1 > sys/devices/platform/foo.0/nosuch").stderr
     assert "Operation not permitted" in mount.sh("mkdir sys/devices/x").stderr

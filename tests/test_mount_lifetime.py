@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Mount, wait_until
+from .conftest import Mount, wait_blocked_in_read, wait_until
 
 CTL = "sys/kernel/debug/fakesys"
 
@@ -170,6 +170,21 @@ def test_nonblocking_read_poll_and_data(mount: Mount) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:4] == ["EAGAIN", "[]", "True abc", "5"]
+
+
+def test_delay_of_one_device_runs_on_the_engine_clock(mount: Mount) -> None:
+    """An hour's delay in one device's reads: another device reads meanwhile, and
+    ``advance_clock`` ends the delay."""
+    mount.write(f"{CTL}/devices/cdev_refcounted.0/delay/read", "3600000")
+    for name in ("refcounted", "unplug"):
+        mount.write(f"{CTL}/devices/cdev_{name}.0/feed", name)
+    delayed = background(mount, "head -c 10 dev/refcounted0")
+    wait_blocked_in_read(delayed.pid)
+    assert mount.sh("head -c 6 dev/unplug0", check=True).stdout == "unplug"
+    assert mount.read(f"{CTL}/delay/read") == "0\n"
+    mount.sh(f"echo 3600 > {CTL}/advance_clock", check=True)
+    out, err = delayed.communicate(timeout=30)
+    assert (out, err, delayed.returncode) == ("refcounted", "", 0)
 
 
 def test_rmmod_is_refused_while_a_node_is_open(mount: Mount) -> None:

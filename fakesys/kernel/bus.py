@@ -9,6 +9,7 @@ this very driver. Names are compared with sysfs_streq(), so ``echo`` and ``echo 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -92,9 +93,11 @@ class BusType:
         self.devices.append(dev)
 
     async def probe_device(self, dev: Device) -> None:
-        """bus_probe_device(): try the drivers if autoprobe is on."""
+        """bus_probe_device(): try the drivers if autoprobe is on. It returns nothing: a
+        device that no driver takes, or whose probe is deferred, is still added."""
         if self.drivers_autoprobe:
-            await device_attach(dev)
+            with contextlib.suppress(ErrnoError):
+                await device_attach(dev)
 
     async def remove_device(self, dev: Device) -> None:
         """bus_remove_device(): the links go first, then the driver is released."""

@@ -4,7 +4,7 @@
 ``delete_module``                 write a module name: rmmod (ENOENT unknown, EWOULDBLOCK in use)
 ``init_module``                   write a module name: load it again (EEXIST if loaded)
 ``hold/<point>``                  ``1`` arms, ``0`` releases; reads ``off``, ``armed`` or ``held``
-``delay/<point>``                 a pause in milliseconds at the same place
+``delay/<point>``                 a pause in milliseconds at the same place, on the engine clock
 ``kasan_multi_shot``              ``1``: report every use after free, not only the first
 ``debug_locks``                   lockdep on (1) or off (0); the first report or taint turns it off;
                                   turning it back on on a tainted kernel clears the taint (below)
@@ -14,6 +14,8 @@
 ``devices/<dev>/feed``            bytes written here arrive from the device's hardware
 ``devices/<dev>/irq``             a write raises the device's interrupt; reads the count
 ``devices/<dev>/readers``         how many reads are blocked waiting for the device's data
+``devices/<dev>/hold/<point>``    as ``hold/<point>``, for this device's operations only
+``devices/<dev>/delay/<point>``   as ``delay/<point>``, for this device's operations only
 ================================  ===========================================================
 
 The hold points are listed in :data:`fakesys.kernel.hold.HOLD_POINTS`.
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..kernfs import ErrnoError, FileOps, KernfsNode, OpenFile
-from .hold import HOLD_POINTS, HoldPoint
+from .hold import HoldPoint
 from .hw import Hardware
 from .lib import buf_to_str, kstrtobool, kstrtoul
 from .module import delete_module
@@ -163,6 +165,16 @@ HW_FILES = (
 )
 
 
+def create_hold_files(kernel: Kernel, parent: KernfsNode, points: dict[str, HoldPoint]) -> None:
+    """``hold/<point>`` and ``delay/<point>`` in ``parent``, for every point."""
+    root = kernel.kernfs
+    holds = root.create_dir(parent, "hold")
+    delays = root.create_dir(parent, "delay")
+    for name, point in points.items():
+        create_file(root, holds, point, SysfsAttr(name, CONTROL_MODE, HoldPoint.show, _hold_store))
+        create_file(root, delays, point, SysfsAttr(name, CONTROL_MODE, _delay_show, _delay_store))
+
+
 def control_dir(kernel: Kernel) -> KernfsNode:
     return kernel.kernfs.mkdir_p("sys/kernel/debug/fakesys")
 
@@ -172,12 +184,7 @@ def create_control_files(kernel: Kernel) -> None:
     top = control_dir(kernel)
     for attr in KERNEL_FILES:
         create_file(root, top, kernel, attr)
-    holds = root.create_dir(top, "hold")
-    delays = root.create_dir(top, "delay")
-    for name in HOLD_POINTS:
-        point = kernel.hold[name]
-        create_file(root, holds, point, SysfsAttr(name, CONTROL_MODE, HoldPoint.show, _hold_store))
-        create_file(root, delays, point, SysfsAttr(name, CONTROL_MODE, _delay_show, _delay_store))
+    create_hold_files(kernel, top, kernel.hold.points)
     root.create_dir(top, "devices")
     root.create_file(top, "uevents", 0o400, UeventMonitor(kernel))
 
@@ -253,6 +260,7 @@ def add_hardware_controls(kernel: Kernel, name: str, hw: Hardware) -> None:
     directory = kernel.kernfs.create_dir(devices, name)
     for attr in HW_FILES:
         create_file(kernel.kernfs, directory, hw, attr)
+    create_hold_files(kernel, directory, kernel.hold.device_points(name))
 
 
 async def remove_hardware_controls(kernel: Kernel, name: str) -> None:
@@ -261,3 +269,4 @@ async def remove_hardware_controls(kernel: Kernel, name: str) -> None:
     node = devices.lookup(name) if devices is not None else None
     if node is not None:
         await kernel.kernfs.remove(node)
+    kernel.hold.forget_device(name)

@@ -99,6 +99,10 @@ class Device:
         #: The path below /dev a class's devnode() gives (``dri/card0``), if not the name.
         self.devnode: str | None = None
         self.hw = Hardware()
+        #: The names of the devices that must be bound before this one probes (device links).
+        self.suppliers: list[str] = []
+        #: Why its probe was deferred, as ``devices_deferred`` shows it (dev_err_probe()).
+        self.deferred_probe_reason: str | None = None
         self.devres: list[Devres] = []
         self.kn: KernfsNode | None = None
         self.dead = False
@@ -275,6 +279,7 @@ async def device_del(dev: Device) -> None:
     kernel = dev.kernel
     async with dev.lock:
         dev.dead = True
+    kernel.deferred_probe.delete(dev)
     if dev.devt is not None:
         await devtmpfs_delete_node(dev)
         await kernel.remove_sys_dev_entry(dev)

@@ -1,7 +1,9 @@
 """Binding drivers to devices (drivers/base/dd.c).
 
-The order of steps is the kernel's. really_probe(): ``dev->driver`` is set, the sysfs links
-are made, the driver's probe runs; on failure the links go and devres is released. Unbind
+The order of steps is the kernel's. really_probe(): the device's suppliers are checked,
+``dev->driver`` is set, the sysfs links are made, the driver's probe runs; on failure the links
+go and devres is released, and a probe that asked for deferral puts the device on the deferred
+list (:mod:`.deferred_probe`), retried whenever another device gets bound. Unbind
 (__device_release_driver()): the links go first, then the driver's remove runs, then devres is
 released (device_unbind_cleanup()), then the ``unbind`` uevent is sent. Between remove and the
 devres release is exactly where a devm-managed object is still reachable from an open file.
@@ -13,6 +15,8 @@ import errno
 from typing import TYPE_CHECKING
 
 from ..kernfs import ErrnoError
+from .deferred_probe import EPROBE_DEFER as EPROBE_DEFER  # noqa: PLC0414 (re-exported)
+from .deferred_probe import device_links_check_suppliers
 from .devres import devres_release_all
 from .kobject_uevent import KOBJ_BIND, KOBJ_UNBIND, kobject_uevent
 from .printk import KERN_CRIT, KERN_DEBUG, KERN_ERR
@@ -22,8 +26,6 @@ from .sysfs import WO, SysfsAttr, create_file
 if TYPE_CHECKING:
     from .core import Device
     from .driver import Driver
-
-EPROBE_DEFER = 517
 
 
 def driver_match_device(drv: Driver, dev: Device) -> bool:
@@ -69,6 +71,9 @@ async def driver_sysfs_remove(dev: Device) -> None:
 def driver_bound(dev: Device) -> None:
     assert dev.driver is not None
     dev.driver.devices.append(dev)
+    # No longer deferred; and a new binding may be what the deferred devices wait for.
+    dev.kernel.deferred_probe.delete(dev)
+    dev.kernel.deferred_probe.trigger()
     kobject_uevent(dev.kernel, KOBJ_BIND, dev.devpath(), dev.subsystem_name(), dev.uevent_env())
 
 
@@ -100,6 +105,9 @@ async def call_driver_probe(dev: Device, drv: Driver) -> int:
 async def really_probe(dev: Device, drv: Driver) -> int:
     """Returns 0 when bound, a *positive* errno when the probe failed (as the kernel does, so
     callers can tell probe failures from their own errors)."""
+    ret = device_links_check_suppliers(dev)
+    if ret:
+        return ret
     if dev.devres:
         dev.printk(KERN_CRIT, "Resources present before probing")
         return -errno.EBUSY
@@ -132,6 +140,19 @@ async def __driver_probe_device(drv: Driver, dev: Device) -> int:
         return await really_probe(dev, drv)
 
 
+async def driver_probe_device(drv: Driver, dev: Device) -> int:
+    """__driver_probe_device(), and a deferral puts the device on the deferred list."""
+    deferred = dev.kernel.deferred_probe
+    trigger_count = deferred.trigger_count
+    ret = await __driver_probe_device(drv, dev)
+    if ret in (EPROBE_DEFER, -EPROBE_DEFER):
+        deferred.add(dev)
+        # A device bound while this probe ran: the trigger missed this device, so again.
+        if trigger_count != deferred.trigger_count:
+            deferred.trigger()
+    return ret
+
+
 async def device_driver_attach(drv: Driver, dev: Device) -> None:
     """Bind ``drv`` to ``dev`` for ``bind``; raises the errno the write should return."""
     async with dev.lock:
@@ -157,7 +178,7 @@ async def device_attach(dev: Device) -> bool:
         for drv in list(dev.bus.drivers.values()):
             if not driver_match_device(drv, dev):
                 continue
-            ret = await __driver_probe_device(drv, dev)
+            ret = await driver_probe_device(drv, dev)
             if ret < 0:
                 raise ErrnoError(-ret)
             if ret == 0:
@@ -171,7 +192,7 @@ async def driver_attach(drv: Driver) -> None:
         if dev.driver is not None or not driver_match_device(drv, dev):
             continue
         async with dev.lock:
-            await __driver_probe_device(drv, dev)
+            await driver_probe_device(drv, dev)
 
 
 async def __device_release_driver(dev: Device) -> None:
@@ -181,7 +202,7 @@ async def __device_release_driver(dev: Device) -> None:
     await driver_sysfs_remove(dev)
     with frame("device_remove"):
         await drv.remove(dev)
-    await dev.kernel.hold.reach("unbind_devres")
+    await dev.kernel.hold.reach("unbind_devres", dev)
     await device_unbind_cleanup(dev)
     drv.devices.remove(dev)
     kobject_uevent(dev.kernel, KOBJ_UNBIND, dev.devpath(), dev.subsystem_name(), dev.uevent_env())

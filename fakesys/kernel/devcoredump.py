@@ -300,7 +300,7 @@ class Devcoredump:
                 entry.flushing = True
                 try:
                     entry.delete_work = True
-                    await self.kernel.hold.reach("devcd_free")
+                    await self.kernel.hold.reach("devcd_free", entry.failing_dev)
                     await entry.del_wk.flush()
                 finally:
                     entry.flushing = False

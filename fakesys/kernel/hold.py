@@ -11,18 +11,29 @@ script can interleave two shells deterministically::
     ...                                  # do something in the window
     echo 0 > hold/unbind_devres          # release (and disarm)
 
-A delay is a fixed pause in milliseconds at the same places, on the engine's clock.
+A delay is a fixed pause in milliseconds at the same places, on the engine's clock: writing
+``advance_clock`` ends it as it ends any other timeout.
+
+Points and delays are set for every device at once (``hold/<point>``, ``delay/<point>``) or for
+one device (``devices/<dev>/hold/<point>``, ``devices/<dev>/delay/<point>``). An operation on a
+device stops at each of the two that is armed, and pauses for the longer of the two delays.
+Points reached by no device in particular (``tasklet``) have only the global setting.
 """
 
 from __future__ import annotations
 
 import errno
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import trio
 
 from ..kernfs import ErrnoError
 from .lib import buf_to_str
+
+if TYPE_CHECKING:
+    from .core import Device
+    from .workqueue import Clock
 
 HOLD_POINTS = {
     "unbind_devres": "between the driver's remove() and the release of its devres",
@@ -55,16 +66,14 @@ class HoldPoint:
         self._released.set()
         self._released = trio.Event()
 
-    async def reach(self) -> None:
-        """Called by the engine at this place: wait while armed, then the delay."""
+    async def hold(self) -> None:
+        """Wait here while armed."""
         if self.armed:
             self.holders += 1
             try:
                 await self._released.wait()
             finally:
                 self.holders -= 1
-        if self.delay_ms:
-            await trio.sleep(self.delay_ms / 1000)
 
     def show(self) -> str:
         return f"{self.state}\n"
@@ -80,12 +89,38 @@ class HoldPoint:
             raise ErrnoError(errno.EINVAL)
 
 
-class HoldPoints:
-    def __init__(self) -> None:
-        self.points = {name: HoldPoint(name) for name in HOLD_POINTS}
+def new_points() -> dict[str, HoldPoint]:
+    return {name: HoldPoint(name) for name in HOLD_POINTS}
 
-    async def reach(self, name: str) -> None:
-        await self.points[name].reach()
+
+class HoldPoints:
+    """The global points, and those of each device that has hardware controls, by name."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.points = new_points()
+        self.per_device: dict[str, dict[str, HoldPoint]] = {}
 
     def __getitem__(self, name: str) -> HoldPoint:
         return self.points[name]
+
+    def device_points(self, dev_name: str) -> dict[str, HoldPoint]:
+        """The points of one device, made on first use."""
+        return self.per_device.setdefault(dev_name, new_points())
+
+    def forget_device(self, dev_name: str) -> None:
+        """The device's hardware is gone: what its points hold goes on, and they go."""
+        for point in self.per_device.pop(dev_name, {}).values():
+            point.release()
+
+    async def reach(self, name: str, dev: Device | None = None) -> None:
+        """Called by the engine at this place, for ``dev`` if the operation has one: stop at
+        each armed point, then pause for the delay, on the engine clock."""
+        points = [self.points[name]]
+        if dev is not None and dev.name in self.per_device:
+            points.append(self.per_device[dev.name][name])
+        for point in points:
+            await point.hold()
+        delay_ms = max(point.delay_ms for point in points)
+        if delay_ms:
+            await self.clock.sleep_until(self.clock.now() + delay_ms / 1000)

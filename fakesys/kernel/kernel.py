@@ -20,6 +20,7 @@ from .char_dev import Cdev
 from .class_ import Class
 from .control import create_control_files
 from .core import Device, device_add
+from .deferred_probe import DeferredProbe
 from .devcoredump import Devcoredump
 from .hold import HoldPoints
 from .hotplug import HotplugBus
@@ -28,7 +29,7 @@ from .ksysfs import ksysfs_init
 from .lockdep import Lockdep
 from .module import Module
 from .panic import Taint
-from .pci import PciBus, PciSlot
+from .pci import PciBus
 from .platform import PlatformBus
 from .printk import KERN_INFO, KERN_WARNING, DevKmsg, PrintkBuffer
 from .sched import current
@@ -63,10 +64,10 @@ class Kernel:
         self.buses: dict[str, BusType] = {}
         self.classes: dict[str, Class] = {}
         self.modules: dict[str, Module] = {}
-        self.pci_slots: list[PciSlot] = []
         self.chrdevs: dict[int, str] = {}
         self.cdev_map: dict[tuple[int, int], Cdev] = {}
-        self.hold = HoldPoints()
+        self.hold = HoldPoints(self.clock)
+        self.deferred_probe = DeferredProbe(self)
         self.delayed_works: weakref.WeakSet[DelayedWork] = weakref.WeakSet()
         #: Serializes driver lookups with driver unregistration (the driver_lock proposed in
         #: the 2002 driverfs discussion).
@@ -79,7 +80,6 @@ class Kernel:
         self.deferred_tasks: int = 0
         #: Loads a module by name (init_module); set by the scenario, which knows the modules.
         self.module_loader: Callable[[str], Awaitable[None]] | None = None
-        self.pci_rescan_lock = trio.Lock()
         mk = self.kernfs.mkdir_p
         self.devices_kn = mk("sys/devices")
         self.bus_kn = mk("sys/bus")
@@ -152,6 +152,8 @@ class Kernel:
         osrelease = Attribute(lambda: f"{UTS_RELEASE}\n", sysfs=False)
         root.create_file(self.proc_sys_kernel_kn, "osrelease", 0o444, osrelease)
         ksysfs_init(self)
+        deferred = Attribute(self.deferred_probe.show, sysfs=False)
+        root.create_file(root.mkdir_p("sys/kernel/debug"), "devices_deferred", 0o444, deferred)
         create_control_files(self)
         self.devcoredump.cls.register()
         PlatformBus(self).register()

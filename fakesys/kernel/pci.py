@@ -1,7 +1,7 @@
 """The PCI bus (drivers/pci/pci-driver.c, pci-sysfs.c, probe.c, remove.c).
 
-The simulated hardware is a list of :class:`PciSlot` functions behind one host bridge,
-``/sys/devices/pci0000:00``. Enumeration creates a :class:`PciDevice` for each slot that has
+The simulated hardware is the bus's list of :class:`PciSlot` functions behind one host
+bridge, ``/sys/devices/pci0000:00``. Enumeration creates a :class:`PciDevice` for each slot that has
 none; ``remove`` (0220) deletes the device, which stays in the hardware, and the bus's
 ``rescan`` (0200) finds it again, as on a real machine. The attribute set is the one pciutils
 reads: ``lspci -A linux-sysfs -O sysfs.path=<mount>/sys/bus/pci`` lists the devices with their
@@ -15,6 +15,8 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import trio
 
 from ..kernfs import ErrnoError, current_caller
 from .bus import BusType
@@ -252,6 +254,10 @@ class PciBus(BusType):
 
     def __init__(self, kernel: Kernel) -> None:
         super().__init__(kernel, "pci")
+        #: The functions the hardware presents, found by enumeration and rescans.
+        self.slots: list[PciSlot] = []
+        #: pci_rescan_remove_lock (pci_lock_rescan_remove()): one rescan at a time.
+        self.rescan_lock = trio.Lock()
 
     def match(self, dev: Device, drv: Driver) -> bool:
         if not isinstance(drv, PciDriver):
@@ -283,11 +289,18 @@ async def pci_stop_and_remove_bus_device(dev: Device) -> None:
     put_device(dev)
 
 
+def pci_bus(kernel: Kernel) -> PciBus:
+    bus = kernel.buses["pci"]
+    assert isinstance(bus, PciBus)
+    return bus
+
+
 async def pci_rescan_bus(kernel: Kernel) -> None:
     """pci_rescan_bus() under pci_lock_rescan_remove(): add a device for every slot that has
     none, in slot order."""
-    async with kernel.pci_rescan_lock:
-        present = {dev.name for dev in kernel.buses["pci"].devices}
-        for slot in kernel.pci_slots:
+    bus = pci_bus(kernel)
+    async with bus.rescan_lock:
+        present = {dev.name for dev in bus.devices}
+        for slot in bus.slots:
             if slot.slot_name not in present:
                 await device_add(PciDevice(kernel, slot))

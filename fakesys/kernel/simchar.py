@@ -247,7 +247,7 @@ class CharBehaviour(SimBehaviour, FileOperations):
                 await priv.wq.park()
             finally:
                 priv.dev.hw.readers -= 1
-        await priv.dev.kernel.hold.reach("read")
+        await priv.dev.kernel.hold.reach("read", priv.dev)
         # Copying out reads the driver's buffer: freed memory if the data did not outlive
         # an unbind that happened meanwhile.
         priv.obj.access(OFF_RX_LEN, 8, write=False)
@@ -516,7 +516,8 @@ class ModrefChar(RefcountedChar):
 
     async def _lookup_and_get(self, cdev: Cdev) -> bool:
         drv = self.driver  # scan_driver_list()
-        await cdev.kernel.hold.reach("module_get")
+        priv = cdev.container
+        await cdev.kernel.hold.reach("module_get", priv.dev if isinstance(priv, CharPriv) else None)
         if drv is None or self.module is None:
             return False
         obj = getattr(drv, "obj", None)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..kernfs import ErrnoError
+from .deferred_probe import EPROBE_DEFER
 from .devres import devm_kzalloc
 from .driver import Driver
 from .pci import PciDeviceId, PciDriver
@@ -143,7 +144,10 @@ class SimHotplugDriver(SimDriver):
 
 
 def errno_by_name(name: str) -> int:
-    """``"ENOMEM"`` → 12; raises ValueError for an unknown name."""
+    """``"ENOMEM"`` → 12, and the kernel's own ``"EPROBE_DEFER"``; raises ValueError for an
+    unknown name."""
+    if name == "EPROBE_DEFER":
+        return EPROBE_DEFER
     value = getattr(errno_mod, name, None)
     if not name.startswith("E") or not isinstance(value, int):
         raise ValueError(f"unknown errno name {name!r}")

@@ -16,7 +16,8 @@ import trio
 
 from ..kernfs import Attribute, KernfsNode, KernfsRoot
 from .bus import BusType
-from .char_dev import Cdev
+from .calls import set_current_kernel
+from .char_dev import CharDevices
 from .class_ import Class
 from .control import create_control_files
 from .core import Device, device_add
@@ -34,6 +35,7 @@ from .platform import PlatformBus
 from .printk import KERN_INFO, KERN_WARNING, DevKmsg, PrintkBuffer
 from .sched import current
 from .slab import Slab
+from .timer import TimerList
 from .workqueue import Clock, DelayedWork
 
 log = logging.getLogger(__name__)
@@ -64,14 +66,13 @@ class Kernel:
         self.buses: dict[str, BusType] = {}
         self.classes: dict[str, Class] = {}
         self.modules: dict[str, Module] = {}
-        self.chrdevs: dict[int, str] = {}
-        self.cdev_map: dict[tuple[int, int], Cdev] = {}
+        self.char_devices = CharDevices()
         self.hold = HoldPoints(self.clock)
         self.deferred_probe = DeferredProbe(self)
-        self.delayed_works: weakref.WeakSet[DelayedWork] = weakref.WeakSet()
-        #: Serializes driver lookups with driver unregistration (the driver_lock proposed in
-        #: the 2002 driverfs discussion).
-        self.driver_lock = trio.Lock()
+        #: Pending timers and delayed work, for advance_clock to wait for what fell due.
+        self.timers: weakref.WeakSet[DelayedWork | TimerList] = weakref.WeakSet()
+        #: fail_function: a driver function → the errno it returns instead of running.
+        self.fail_function: dict[Callable[..., object], int] = {}
         #: Where deferred work (tasklets, workqueues, timers) runs; set by whoever runs the
         #: kernel (the daemon, a test).
         self.nursery: trio.Nursery | None = None
@@ -98,9 +99,9 @@ class Kernel:
     async def settle_due_work(self) -> None:
         """Wait until the delayed work whose deadline has passed has run."""
         now = self.clock.now()
-        for work in list(self.delayed_works):
-            if work.pending and work.deadline <= now:
-                await work.wait_idle()
+        for timer in list(self.timers):
+            if timer.pending and timer.deadline <= now:
+                await timer.wait_idle()
 
     def spawn(self, fn: Callable[[], Awaitable[object]]) -> None:
         """Run ``fn`` as deferred kernel work (a softirq, a work item).
@@ -113,6 +114,7 @@ class Kernel:
             raise RuntimeError("deferred work needs Kernel.nursery")
 
         async def guarded() -> None:
+            set_current_kernel(self)
             # An engine bug in deferred work must not end the nursery, and with it the mount.
             try:
                 await fn()
@@ -145,6 +147,8 @@ class Kernel:
         return lines
 
     async def boot(self) -> None:
+        """Build the machine; from now on the calling task runs as this kernel's."""
+        set_current_kernel(self)
         root = self.kernfs
         kmsg = root.create_file(self.dev_kn, "kmsg", 0o644, DevKmsg(self.log))
         self.log.on_record.append(kmsg.notify)

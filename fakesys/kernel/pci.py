@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import struct
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,11 +25,11 @@ from .driver import Driver
 from .hw import Hardware
 from .lib import buf_to_str, kstrtoul
 from .platform import DEV_ATTR_DRIVER_OVERRIDE
+from .stacktrace import frames
 from .sysfs import RO, RW, WO, SysfsAttr, SysfsBinAttr, create_bin_file
 
 if TYPE_CHECKING:
     from .kernel import Kernel
-    from .module import Module
 
 PCI_ANY_ID = 0xFFFFFFFF
 PCI_CFG_SPACE_SIZE = 256
@@ -109,16 +108,10 @@ class PciDevice(Device):
         self.config = bytearray(config_space(slot))
 
 
-class PciDriver(Driver):
-    def __init__(
-        self,
-        kernel: Kernel,
-        name: str,
-        owner: Module | None = None,
-        id_table: Sequence[PciDeviceId] = (),
-    ) -> None:
-        super().__init__(kernel.buses["pci"], name, owner)
-        self.id_table = tuple(id_table)
+class PciDriver(Driver, name="pci_driver", var="pdrv"):
+    """``struct pci_driver``: its id table is a list of :class:`PciDeviceId`."""
+
+    BUS = "pci"
 
 
 def config_space(slot: PciSlot) -> bytes:
@@ -226,6 +219,8 @@ async def _bus_rescan_store(bus: BusType, buf: bytes) -> int:
 
 
 class PciBus(BusType):
+    probe_frames = frames("pci_device_probe", "local_pci_probe")
+    remove_frames = frames("pci_device_remove")
     dev_attrs = (
         _hex(4, "vendor"),
         _hex(4, "device"),
@@ -260,10 +255,9 @@ class PciBus(BusType):
         self.rescan_lock = trio.Lock()
 
     def match(self, dev: Device, drv: Driver) -> bool:
-        if not isinstance(drv, PciDriver):
-            return False
+        """pci_match_device(): the first id table entry that matches."""
         slot = _slot(dev)
-        return any(entry.matches(slot) for entry in drv.id_table)
+        return any(isinstance(id, PciDeviceId) and id.matches(slot) for id in drv.id_table)
 
     def uevent(self, dev: Device) -> list[tuple[str, str]]:
         """pci_uevent()."""

@@ -27,7 +27,7 @@ from .hotplug import HotplugBus
 from .kasan import Kasan
 from .ksysfs import ksysfs_init
 from .lockdep import Lockdep
-from .module import Module
+from .module import MODULE_LOAD_OFFSET, MODULES_VADDR, Module
 from .panic import Taint
 from .pci import PciBus
 from .platform import PlatformBus
@@ -64,6 +64,8 @@ class Kernel:
         self.buses: dict[str, BusType] = {}
         self.classes: dict[str, Class] = {}
         self.modules: dict[str, Module] = {}
+        #: The next free address of the module area (execmem_alloc()).
+        self.module_area_next = MODULES_VADDR + MODULE_LOAD_OFFSET
         self.chrdevs: dict[int, str] = {}
         self.cdev_map: dict[tuple[int, int], Cdev] = {}
         self.hold = HoldPoints(self.clock)

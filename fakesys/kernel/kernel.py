@@ -29,7 +29,7 @@ from .ksysfs import ksysfs_init
 from .lockdep import Lockdep
 from .module import MODULE_LOAD_OFFSET, MODULES_VADDR, Module
 from .panic import Taint
-from .pci import PciBus
+from .pci import PciBus, pci_register_host_bridge
 from .platform import PlatformBus
 from .printk import KERN_INFO, KERN_WARNING, DevKmsg, PrintkBuffer
 from .sched import current
@@ -162,7 +162,7 @@ class Kernel:
         PciBus(self).register()
         HotplugBus(self).register()
         await device_add(self.platform_bus_device)
-        await device_add(self.pci_host_bridge)
+        await pci_register_host_bridge(self)
         self.log.emit(KERN_INFO, f"Linux version {UTS_RELEASE} (fakesys) {UTS_VERSION}")
 
     def add_sys_dev_entry(self, dev: Device) -> None:

@@ -304,8 +304,14 @@ def test_kmsg_records_have_the_kernel_format(mount: Mount) -> None:
     mount.sh("echo '<3>hello from userspace' > dev/kmsg", check=True)
     mount.sh("echo plain > dev/kmsg", check=True)
     records = mount.kmsg()
-    assert records[0].startswith("6,0,")
-    assert records[0].endswith(",-;Linux version 6.18.0-fakesys (fakesys) #1 SMP PREEMPT_DYNAMIC")
+    # start_kernel()'s first message: pr_notice("%s", linux_banner), so level 5
+    assert records[0].startswith("5,0,")
+    assert records[0].endswith(
+        ",-;Linux version 6.18.0-fakesys (fakesys@fakesys)"
+        " (gcc (GCC) 14.2.0, GNU ld (GNU Binutils) 2.44)"
+        " #1 SMP PREEMPT_DYNAMIC Sun Nov 30 12:00:00 UTC 2025"
+    )
+    assert mount.read("proc/version") == records[0].split(";", 1)[1] + "\n"
     hello = next(r for r in records if "hello" in r)
     prefix, seq, _usec, rest = hello.split(",", 3)
     assert prefix == "11"  # LOG_USER << 3 | 3

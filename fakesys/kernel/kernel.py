@@ -31,7 +31,7 @@ from .module import MODULE_LOAD_OFFSET, MODULES_VADDR, Module
 from .panic import Taint
 from .pci import PciBus, pci_register_host_bridge
 from .platform import PlatformBus
-from .printk import KERN_INFO, KERN_WARNING, DevKmsg, PrintkBuffer
+from .printk import KERN_NOTICE, KERN_WARNING, DevKmsg, PrintkBuffer
 from .sched import current
 from .slab import Slab
 from .workqueue import Clock, DelayedWork
@@ -39,7 +39,16 @@ from .workqueue import Clock, DelayedWork
 log = logging.getLogger(__name__)
 
 UTS_RELEASE = "6.18.0-fakesys"
-UTS_VERSION = "#1 SMP PREEMPT_DYNAMIC"
+# scripts/mkcompile_h: the build number, the options, the build time.
+UTS_VERSION = "#1 SMP PREEMPT_DYNAMIC Sun Nov 30 12:00:00 UTC 2025"
+LINUX_COMPILE_BY = "fakesys"
+LINUX_COMPILE_HOST = "fakesys"
+LINUX_COMPILER = "gcc (GCC) 14.2.0, GNU ld (GNU Binutils) 2.44"
+# init/version-timestamp.c
+LINUX_BANNER = (
+    f"Linux version {UTS_RELEASE} ({LINUX_COMPILE_BY}@{LINUX_COMPILE_HOST}) "
+    f"({LINUX_COMPILER}) {UTS_VERSION}"
+)
 # preempt_model_str() (kernel/sched/core.c) of a PREEMPT_DYNAMIC kernel booted in the
 # distributions' default mode, printed on dump_stack()'s CPU line since v6.15.
 PREEMPT_MODEL = "PREEMPT(voluntary)"
@@ -147,12 +156,17 @@ class Kernel:
         return lines
 
     async def boot(self) -> None:
+        # start_kernel(): the banner is the first message, pr_notice("%s", linux_banner).
+        self.log.emit(KERN_NOTICE, LINUX_BANNER)
         root = self.kernfs
         kmsg = root.create_file(self.dev_kn, "kmsg", 0o644, DevKmsg(self.log))
         self.log.on_record.append(kmsg.notify)
         root.create_file(self.proc_sys_kernel_kn, "tainted", 0o644, self.taint.proc_attribute())
         osrelease = Attribute(lambda: f"{UTS_RELEASE}\n", sysfs=False)
         root.create_file(self.proc_sys_kernel_kn, "osrelease", 0o444, osrelease)
+        # proc_version_show(): the banner's format with the running kernel's uname fields
+        version = Attribute(lambda: f"{LINUX_BANNER}\n", sysfs=False)
+        root.create_file(root.mkdir_p("proc"), "version", 0o444, version)
         ksysfs_init(self)
         deferred = Attribute(self.deferred_probe.show, sysfs=False)
         root.create_file(root.mkdir_p("sys/kernel/debug"), "devices_deferred", 0o444, deferred)
@@ -163,7 +177,6 @@ class Kernel:
         HotplugBus(self).register()
         await device_add(self.platform_bus_device)
         await pci_register_host_bridge(self)
-        self.log.emit(KERN_INFO, f"Linux version {UTS_RELEASE} (fakesys) {UTS_VERSION}")
 
     def add_sys_dev_entry(self, dev: Device) -> None:
         """``/sys/dev/char/<major>:<minor>`` (device_create_sys_dev_entry())."""

@@ -142,13 +142,18 @@ async def test_drivers_directory_outlives_its_last_driver() -> None:
     assert kernel.lookup("sys/bus/platform/drivers/mdrv") is None
 
 
-async def test_modinfo_attributes_and_their_formats() -> None:
+async def no_init(mod: Module) -> None:
+    pass
+
+
+async def loaded(name: str = "m") -> tuple[Kernel, Module]:
+    """A kernel with one module loaded whose init does nothing."""
     kernel, _ = await booted()
+    return kernel, await load_module(kernel, name, no_init)
 
-    async def no_init(mod: Module) -> None:
-        pass
 
-    mod = await load_module(kernel, "m", no_init)
+async def test_modinfo_attributes_and_their_formats() -> None:
+    kernel, mod = await loaded()
     files = node(kernel, "sys/module/m").children
     # modinfo_attrs of a module with CONFIG_MODULE_UNLOAD and a srcversion, holders/,
     # sections/ and notes/ (CONFIG_KALLSYMS); no drivers/, no driver registered
@@ -182,20 +187,13 @@ async def test_modinfo_attributes_and_their_formats() -> None:
     assert re.fullmatch(r"[0-9A-F]{23}\n", (await read(kernel, "sys/module/m/srcversion")).decode())
     assert await read(kernel, "sys/module/m/taint") == b"\n"
     # the same name gives the same module (reports and scripts can be compared across runs)
-    other = Kernel()
-    await other.boot()
-    again = await load_module(other, "m", no_init)
+    _, again = await loaded()
     assert again.layout.srcversion == mod.layout.srcversion
     assert [s.size for s in again.layout.sections] == [s.size for s in mod.layout.sections]
 
 
 async def test_sections_show_addresses_to_root_only() -> None:
-    kernel, _ = await booted()
-
-    async def no_init(mod: Module) -> None:
-        pass
-
-    mod = await load_module(kernel, "m", no_init)
+    kernel, mod = await loaded()
     sections = node(kernel, "sys/module/m/sections").children
     assert ".text" in sections and ".gnu.linkonce.this_module" in sections
     # 0400, and st_size MODULE_SECT_READ_SIZE: "0x", 16 digits, "\n"
@@ -220,12 +218,7 @@ async def test_sections_show_addresses_to_root_only() -> None:
 
 
 async def test_notes_are_the_elf_notes() -> None:
-    kernel, _ = await booted()
-
-    async def no_init(mod: Module) -> None:
-        pass
-
-    mod = await load_module(kernel, "m", no_init)
+    kernel, mod = await loaded()
     notes = node(kernel, "sys/module/m/notes").children
     assert sorted(notes) == [".note.Linux", ".note.gnu.build-id"]
     build_id = await read(kernel, "sys/module/m/notes/.note.gnu.build-id")
@@ -243,12 +236,7 @@ async def test_notes_are_the_elf_notes() -> None:
 
 
 async def test_holders_link_goes_with_the_module_that_uses() -> None:
-    kernel, _ = await booted()
-
-    async def no_init(mod: Module) -> None:
-        pass
-
-    base = await load_module(kernel, "base", no_init)
+    kernel, base = await loaded("base")
     user = await load_module(kernel, "user", no_init)
     user.use(base)
     assert node(kernel, "sys/module/base/holders/user").link_target() == "../../user"

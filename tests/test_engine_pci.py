@@ -22,7 +22,15 @@ from fakesys.kernel.pci import (
     pci_rescan_bus,
     pci_stop_and_remove_bus_device,
 )
-from fakesys.kernfs import PAGE_SIZE, Caller, ErrnoError, KernfsNode, current_caller, open_file
+from fakesys.kernfs import (
+    PAGE_SIZE,
+    Caller,
+    ErrnoError,
+    KernfsNode,
+    OpenFile,
+    current_caller,
+    open_file,
+)
 
 GPU = "sys/devices/pci0000:00/0000:00:02.0"
 DRIVER = "sys/bus/pci/drivers/fakegpu"
@@ -49,35 +57,29 @@ def node(kernel: Kernel, path: str) -> KernfsNode:
 T = TypeVar("T")
 
 
-async def as_user(uid: int, fn: Callable[[], Awaitable[T]]) -> T:
-    """Run ``fn`` as the FUSE layer runs a handle's I/O: with the opener as the caller."""
-    token = current_caller.set(Caller(os.getpid(), uid))
+async def opened(
+    kernel: Kernel, path: str, flags: int, uid: int, io: Callable[[OpenFile], Awaitable[T]]
+) -> T:
+    """One open, ``io`` on it, close; as user ``uid``, whom the FUSE layer names as the
+    caller of a handle's I/O."""
+    caller = Caller(os.getpid(), uid)
+    token = current_caller.set(caller)
     try:
-        return await fn()
+        of = await open_file(node(kernel, path), flags, caller)
+        try:
+            return await io(of)
+        finally:
+            await of.release()
     finally:
         current_caller.reset(token)
 
 
 async def read(kernel: Kernel, path: str, uid: int = 0, size: int = PAGE_SIZE) -> bytes:
-    async def go() -> bytes:
-        of = await open_file(node(kernel, path), os.O_RDONLY, Caller(os.getpid(), uid))
-        try:
-            return await of.read(0, size)
-        finally:
-            await of.release()
-
-    return await as_user(uid, go)
+    return await opened(kernel, path, os.O_RDONLY, uid, lambda of: of.read(0, size))
 
 
 async def write(kernel: Kernel, path: str, data: bytes, uid: int = 0) -> int:
-    async def go() -> int:
-        of = await open_file(node(kernel, path), os.O_WRONLY, Caller(os.getpid(), uid))
-        try:
-            return await of.write(0, data)
-        finally:
-            await of.release()
-
-    return await as_user(uid, go)
+    return await opened(kernel, path, os.O_WRONLY, uid, lambda of: of.write(0, data))
 
 
 async def write_errno(kernel: Kernel, path: str, data: bytes, uid: int = 0) -> int:

@@ -109,7 +109,7 @@ class ModuleSection:
 
 
 class ModuleLayout:
-    """Where the module's sections sit: what layout_sections() and module_memory_alloc() give.
+    """Where the module's sections sit: what layout_sections() and move_module() give.
 
     Each memory type is one allocation from the module area, its size page-aligned; the
     sections of a type follow each other at their alignment.

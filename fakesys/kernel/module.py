@@ -2,7 +2,8 @@
 
 Every module of a scenario is loaded at boot and ``live``. try_module_get() fails once the
 module is going; delete_module() refuses with EWOULDBLOCK while the count is above zero or
-another module uses this one, as ``rmmod`` sees it.
+another module uses this one, as ``rmmod`` sees it. A module's ``add`` uevent goes out once its
+init has run (do_init_module()), its ``remove`` when it is freed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..kernfs import ErrnoError, KernfsNode
 from .driver import driver_unregister
-from .kobject_uevent import kobject_synth_uevent
+from .kobject_uevent import KOBJ_REMOVE, kobject_synth_uevent, kobject_uevent
 from .stacktrace import frame
 from .sysfs import RO, WO, SysfsAttr, create_file
 
@@ -51,6 +52,14 @@ class Module:
         root.create_dir(self.kn, "drivers")
         self.state = MODULE_STATE_LIVE
         self.kernel.modules[self.name] = self
+
+    @property
+    def devpath(self) -> str:
+        return f"/module/{self.name}"
+
+    def uevent(self, action: str) -> None:
+        """kobject_uevent() of the module's kobject: no variables of its own."""
+        kobject_uevent(self.kernel, action, self.devpath, "module", [])
 
     def use(self, other: Module) -> None:
         """This module depends on ``other`` (ref_module(), add_usage_links())."""
@@ -119,6 +128,9 @@ async def delete_module(kernel: Kernel, name: str) -> None:
             await driver_unregister(drv)
             drv.free()
     assert mod.kn is not None
+    # free_module(): the last put of the kobject sends the automatic remove event
+    # (kobject_cleanup()), then its directory goes.
+    mod.uevent(KOBJ_REMOVE)
     await kernel.kernfs.remove(mod.kn)
     for used in mod.uses:
         used.holders.remove(mod)
@@ -138,7 +150,7 @@ def _taint_show(mod: Module) -> str:
 
 
 async def _uevent_store(mod: Module, buf: bytes) -> int:
-    kobject_synth_uevent(mod.kernel, f"/module/{mod.name}", "module", [], buf)
+    kobject_synth_uevent(mod.kernel, mod.devpath, "module", [], buf)
     return len(buf)
 
 

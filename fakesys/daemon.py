@@ -154,7 +154,7 @@ def run(
     try:
         uevent_netlink = UeventNetlink() if netlink else None
     except OSError as e:
-        print(f"fakesys: no netlink uevent socket: {e.strerror}", file=sys.stderr)
+        print(f"fakesys: --netlink: {e.strerror}", file=sys.stderr)
         return 1
     # Errors from the boot or the mount come out of the engine's nursery in a group.
     status = 0

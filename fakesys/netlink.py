@@ -2,7 +2,8 @@
 group (lib/kobject_uevent.c) and the one udevd sends on after handling each event.
 
 Only for a network namespace of its own (``fakesys run``): whatever is sent here reaches every
-uevent socket of the namespace, and in the host's that would be the host's udevd.
+uevent socket of the namespace, and in the host's that would be the host's udevd, so the host's
+is refused where it can be recognized.
 
 Kernel group (1). A uevent socket only accepts multicast from the kernel (libudev drops group-1
 messages whose sender port is not 0), and since Linux 4.18 the kernel takes uevents from
@@ -39,6 +40,7 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from .kernel.kobject_uevent import KOBJ_REMOVE, Env
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NETLINK_KOBJECT_UEVENT = 15
+NET_NS_INIT_INO = 0xEFFFFFF9  # include/uapi/linux/nsfs.h
 UEVENT_GROUP_KERNEL = 1
 UEVENT_GROUP_UDEV = 2
 NLMSG_HDR = struct.Struct("=IHHII")  # struct nlmsghdr
@@ -56,7 +59,7 @@ NLMSG_ERROR = 2
 NLMSG_MIN_TYPE = 0x10  # netlink_rcv_skb() skips control messages below this
 NLM_F_REQUEST = 1
 NLM_F_ACK = 4
-UEVENT_BUFFER_SIZE = 2048  # what uevent_net_broadcast() accepts, SEQNUM included
+MESSAGE_MAX = 8192  # what libudev reads of one message
 RECEIVE_BUFFER = 1 << 20  # room for the host's events that arrive between two sends
 
 UDEV_MONITOR_MAGIC = 0xFEEDCAFE
@@ -131,11 +134,25 @@ def udev_message(properties: Env) -> bytes:
     return header + body
 
 
+def in_initial_network_namespace() -> bool:
+    """Whether this is the host's network namespace, as far as can be told: init's (if its
+    /proc entry can be read), or the fixed inode of init_net (NET_NS_INIT_INO, Linux 6.x)."""
+    own = os.stat("/proc/self/ns/net")
+    try:
+        return os.path.samestat(own, os.stat("/proc/1/ns/net"))
+    except OSError:
+        return own.st_ino == NET_NS_INIT_INO
+
+
 class UeventNetlink:
     """The two multicast groups of NETLINK_KOBJECT_UEVENT in this network namespace, fed with
     the fake kernel's events. :meth:`attach` before boot, so that every event goes out."""
 
     def __init__(self) -> None:
+        if in_initial_network_namespace():
+            raise OSError(
+                errno.EPERM, "this is init's network namespace: its udevd would get the events"
+            )
         self._sender = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_KOBJECT_UEVENT)
         self._sender.bind((0, 0))
         self._sender.setblocking(False)
@@ -154,12 +171,8 @@ class UeventNetlink:
 
     def kobject_uevent_net_broadcast(self, action: str, devpath: str, variables: Env) -> int | None:
         """Send one event on the kernel group through the kernel; returns the SEQNUM the
-        kernel appended, or None if the kernel refused it (logged)."""
+        kernel appended, or None if the kernel refused it (logged; too big is EINVAL)."""
         message = kernel_message(action, devpath, variables)
-        if len(message) + len("SEQNUM=") + 21 > UEVENT_BUFFER_SIZE:
-            log.warning("uevent %s@%s too big for netlink, not sent", action, devpath)
-            return None
-        self._drain_echo()
         self._sequence += 1
         request = NLMSG_HDR.pack(
             NLMSG_HDR.size + len(message),
@@ -169,43 +182,40 @@ class UeventNetlink:
             0,
         )
         try:
+            for _ in self._echoes():  # what came before is not ours
+                pass
             self._sender.sendto(request + message, (0, 0))
             self._check_ack()
+            # The kernel broadcast it before sendto() returned (uevent_net_rcv() runs in the
+            # sender's context): it is queued by now, maybe behind events of the host's.
+            for echoed in self._echoes():
+                seqnum = echoed.removeprefix(message)
+                if seqnum != echoed and seqnum.startswith(b"SEQNUM="):
+                    return int(seqnum.removeprefix(b"SEQNUM=").rstrip(b"\0"))
+            reason = "the kernel did not rebroadcast it"
         except OSError as e:
-            log.warning("uevent %s@%s not injected: %s", action, devpath, e.strerror)
-            return None
-        # The kernel broadcast it before sendto() returned (uevent_net_rcv() runs in the
-        # sender's context), so it is queued on the echo socket by now, maybe behind host events.
-        while True:
-            try:
-                echoed = self._echo.recv(UEVENT_BUFFER_SIZE * 2)
-            except BlockingIOError:
-                log.warning("uevent %s@%s: no rebroadcast from the kernel", action, devpath)
-                return None
-            except OSError as e:
-                if e.errno == errno.ENOBUFS:
-                    continue
-                raise
-            if echoed.startswith(message) and echoed[len(message) :].startswith(b"SEQNUM="):
-                return int(echoed[len(message) + len("SEQNUM=") :].rstrip(b"\0"))
+            reason = e.strerror or str(e)
+        log.warning("uevent %s@%s not sent on netlink: %s", action, devpath, reason)
+        return None
 
     def _check_ack(self) -> None:
         """The kernel's answer to the request (netlink_ack()): raises its error."""
-        reply = self._sender.recv(UEVENT_BUFFER_SIZE)
+        reply = self._sender.recv(MESSAGE_MAX)
         _, kind, _, _, _ = NLMSG_HDR.unpack_from(reply)
         if kind == NLMSG_ERROR:
             (error,) = struct.unpack_from("=i", reply, NLMSG_HDR.size)
             if error:
                 raise OSError(-error, os.strerror(-error))
 
-    def _drain_echo(self) -> None:
+    def _echoes(self) -> Iterator[bytes]:
+        """The messages queued on the echo socket, until there is none."""
         while True:
             try:
-                self._echo.recv(UEVENT_BUFFER_SIZE * 2)
+                yield self._echo.recv(MESSAGE_MAX)
             except BlockingIOError:
                 return
             except OSError as e:
-                if e.errno != errno.ENOBUFS:  # dropped host events: nothing to read for them
+                if e.errno != errno.ENOBUFS:  # ENOBUFS: host events were dropped; go on
                     raise
 
     def udev_broadcast(self, variables: Env) -> None:

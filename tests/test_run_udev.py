@@ -299,3 +299,17 @@ def test_the_readme_hot_unplug_handler_prints_what_the_readme_says(tmp_path: Pat
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == output
+
+
+def test_netlink_events_are_refused_in_inits_network_namespace(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "fakesys", "mount", "--netlink", str(tmp_path / "mnt")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert out.stderr == (
+        "fakesys: --netlink: this is init's network namespace: its udevd would get the events\n"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -59,3 +60,46 @@ def test_proc_modules_lists_the_newest_first_with_holders(mount: Mount) -> None:
     for name, (_, _, holders, _, _) in modules.items():
         listed = sorted(os.listdir(mount / f"sys/module/{name}/holders"))
         assert holders == ("".join(f"{h}," for h in listed) or "-")
+
+
+LSMOD_IN_A_ROOT_OF_ITS_OWN = """
+set -e
+root=$(mktemp -d)
+mount -t tmpfs root "$root"
+mkdir "$root/usr" "$root/etc" "$root/sys" "$root/proc"
+mount --rbind /usr "$root/usr"
+mount --bind /etc "$root/etc"
+for top in bin sbin lib lib64; do
+    if [ -L /$top ]; then ln -s "$(readlink /$top)" "$root/$top"
+    elif [ -d /$top ]; then mkdir "$root/$top"; mount --rbind /$top "$root/$top"; fi
+done
+mount --bind "$MNT/sys" "$root/sys"
+touch "$root/proc/modules"
+mount --bind "$MNT/proc/modules" "$root/proc/modules"
+chroot "$root" lsmod
+exec 3< "$MNT/dev/ttyUSB0"
+chroot "$root" lsmod
+"""
+
+
+@pytest.mark.skipif(shutil.which("lsmod") is None, reason="lsmod missing: scripts/setup")
+@pytest.mark.parametrize("fakesys", ["usb-hotplug"], indirect=True)
+def test_lsmod_reads_the_trees_modules_and_use_counts(mount: Mount) -> None:
+    """The real lsmod on the tree's /proc/modules and /sys/module, in a root where they are the
+    only ones (this works whether or not the host kernel has a /proc/modules)."""
+    out = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "bash", "-c",
+         LSMOD_IN_A_ROOT_OF_ITS_OWN],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "MNT": str(mount.path)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    size = _modules(mount.read("proc/modules"))["fakeserial"][0]
+    header = "Module                  Size  Used by"
+    assert lines[:3] == [header, f"fakeserial          {size:>8}  0", header]
+    assert re.fullmatch(rf"fakeserial          {size:>8}  [1-9]\d*", lines[3])  # the open node
+    assert len(lines) == 4

@@ -447,10 +447,17 @@ def load(name_or_path: str | None) -> Scenario:
     return parse(shipped.read_text(encoding="utf-8"), f"{name_or_path}.toml")
 
 
-async def boot(scenario: Scenario, nursery: trio.Nursery | None = None) -> Kernel:
-    """A kernel booted with ``scenario``'s machine; deferred work runs in ``nursery``."""
+async def boot(
+    scenario: Scenario,
+    nursery: trio.Nursery | None = None,
+    configure: Callable[[Kernel], None] | None = None,
+) -> Kernel:
+    """A kernel booted with ``scenario``'s machine; deferred work runs in ``nursery``.
+    ``configure`` sees the kernel before its first event (to attach a netlink broadcast)."""
     kernel = Kernel()
     kernel.nursery = nursery
+    if configure is not None:
+        configure(kernel)
     await kernel.boot()
     await scenario.boot(kernel)
     return kernel

@@ -271,7 +271,7 @@ async def device_add(dev: Device) -> None:
     if dev.devt is not None:
         create_file(root, dev.kn, dev, DEV_ATTR_DEV)
         kernel.add_sys_dev_entry(dev)
-        devtmpfs_create_node(dev, dev.devnode_mode)
+        await devtmpfs_create_node(dev, dev.devnode_mode)
     if dev.sends_uevents and not dev.uevent_suppress:
         kobject_uevent(kernel, KOBJ_ADD, dev.devpath(), dev.subsystem_name(), dev.uevent_env())
     if dev.bus is not None:
@@ -298,12 +298,13 @@ async def device_del(dev: Device) -> None:
         await dev.cls.remove_device_links(dev)
     await _remove_files(dev, (DEV_ATTR_UEVENT.name,))
     await device_remove_attrs(dev)
-    env = dev.uevent_env()
     devpath = dev.devpath()
     if dev.bus is not None:
         await dev.bus.remove_device(dev)
     if dev.sends_uevents:
-        kobject_uevent(kernel, KOBJ_REMOVE, devpath, dev.subsystem_name(), env)
+        # The variables are those after the unbind (no DRIVER), as kobject_uevent() asks
+        # dev_uevent() for them only now.
+        kobject_uevent(kernel, KOBJ_REMOVE, devpath, dev.subsystem_name(), dev.uevent_env())
     assert dev.kn is not None
     glue = dev.kn.parent
     await root.remove(dev.kn)

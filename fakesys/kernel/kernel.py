@@ -2,7 +2,7 @@
 
 :meth:`Kernel.boot` does what driver_init() and the early initcalls do: the sysfs skeleton,
 the platform bus with its root device, the PCI bus with its host bridge, and the files outside
-sysfs that fakesys serves (``/dev/kmsg``, ``/proc/sys/kernel/tainted``).
+sysfs that fakesys serves (``/dev/kmsg``, ``/proc/sys/kernel/tainted``, ``/proc/modules``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import trio
 
 from ..kernfs import Attribute, KernfsNode, KernfsRoot
 from .bus import BusType
-from .char_dev import Cdev
+from .char_dev import Cdev, DevtmpfsMirror
 from .class_ import Class
 from .control import create_control_files
 from .core import Device, device_add
@@ -28,6 +28,7 @@ from .kasan import Kasan
 from .ksysfs import ksysfs_init
 from .lockdep import Lockdep
 from .module import MODULE_LOAD_OFFSET, MODULES_VADDR, Module
+from .module_procfs import ProcModules
 from .panic import Taint
 from .pci import PciBus, pci_register_host_bridge
 from .platform import PlatformBus
@@ -70,6 +71,11 @@ class Kernel:
         self.uevent_seqnum = 0
         self.uevent_helper = ""
         self.uevent_listeners: list[Callable[[list[tuple[str, str]]], None]] = []
+        #: Sends an event (action, DEVPATH, variables without SEQNUM) on netlink; returns the
+        #: SEQNUM the receiving kernel gave it, or None (kobject_uevent_net_broadcast()).
+        self.uevent_net_broadcast: (
+            Callable[[str, str, list[tuple[str, str]]], int | None] | None
+        ) = None
         self.buses: dict[str, BusType] = {}
         self.classes: dict[str, Class] = {}
         self.modules: dict[str, Module] = {}
@@ -77,6 +83,7 @@ class Kernel:
         self.module_area_next = MODULES_VADDR + MODULE_LOAD_OFFSET
         self.chrdevs: dict[int, str] = {}
         self.cdev_map: dict[tuple[int, int], Cdev] = {}
+        self.devtmpfs_mirrors: list[DevtmpfsMirror] = []
         self.hold = HoldPoints(self.clock)
         self.deferred_probe = DeferredProbe(self)
         self.delayed_works: weakref.WeakSet[DelayedWork] = weakref.WeakSet()
@@ -167,6 +174,7 @@ class Kernel:
         # proc_version_show(): the banner's format with the running kernel's uname fields
         version = Attribute(lambda: f"{LINUX_BANNER}\n", sysfs=False)
         root.create_file(root.mkdir_p("proc"), "version", 0o444, version)
+        root.create_file(root.mkdir_p("proc"), "modules", 0o444, ProcModules(self))
         ksysfs_init(self)
         deferred = Attribute(self.deferred_probe.show, sysfs=False)
         root.create_file(root.mkdir_p("sys/kernel/debug"), "devices_deferred", 0o444, deferred)

@@ -228,12 +228,16 @@ class Module:
             if kn is not None:
                 await root.remove(kn)
         if self.announced:
-            kobject_uevent(self.kernel, KOBJ_REMOVE, self.devpath, "module", [])
+            self.uevent(KOBJ_REMOVE)
         await root.remove(self.kn)
 
     @property
     def devpath(self) -> str:
         return f"/module/{self.name}"
+
+    def uevent(self, action: str) -> None:
+        """kobject_uevent() of the module's kobject: no variables of its own."""
+        kobject_uevent(self.kernel, action, self.devpath, "module", [])
 
     def _add_usage_link(self, used: Module) -> None:
         assert used.holders_kn is not None and self.kn is not None
@@ -338,7 +342,7 @@ async def do_init_module(mod: Module, init: ModuleInit) -> None:
         await mod.free_module()
         raise
     mod.state = MODULE_STATE_LIVE
-    kobject_uevent(mod.kernel, KOBJ_ADD, mod.devpath, "module", [])
+    mod.uevent(KOBJ_ADD)
     mod.announced = True
     mod.put()  # "Drop initial reference."
     mod.layout.free_init()

@@ -112,3 +112,13 @@ def test_module_directory_matches_this_machines_loaded_modules(mount: Mount) -> 
             assert stat.S_IMODE(a.st_mode) == stat.S_IMODE(b.st_mode), (top, name)
             if stat.S_ISREG(a.st_mode):
                 assert a.st_size == b.st_size, (top, name)
+
+
+def test_proc_modules_agrees_with_sys_module(mount: Mount) -> None:
+    """module_total_size() is coresize once the init regions are freed, and the address is
+    the text section's."""
+    lines = {line.split()[0]: line.split() for line in mount.read("proc/modules").splitlines()}
+    for name, fields in lines.items():
+        top = mount.path / "sys/module" / name
+        assert fields[1] == (top / "coresize").read_text().strip(), name
+        assert fields[5] == (top / "sections/.text").read_text().strip(), name

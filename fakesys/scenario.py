@@ -199,7 +199,11 @@ class Scenario:
         for spec in specs:
             params.update(spec.params)
         loaded = await load_module(
-            kernel, name, [spec.path for spec in specs], params, self._configure(kernel, specs)
+            kernel,
+            name,
+            paths=[spec.path for spec in specs],
+            params=params,
+            configure=self._configure(kernel, specs),
         )
         loaded.devcoredump_core = module.devcoredump or next(
             (spec.devcoredump for spec in specs if spec.devcoredump), None
@@ -644,10 +648,17 @@ def load(name_or_path: str | None) -> Scenario:
     return parse(shipped.read_text(encoding="utf-8"), f"{name_or_path}.toml")
 
 
-async def boot(scenario: Scenario, nursery: trio.Nursery | None = None) -> Kernel:
-    """A kernel booted with ``scenario``'s machine; deferred work runs in ``nursery``."""
+async def boot(
+    scenario: Scenario,
+    nursery: trio.Nursery | None = None,
+    configure: Callable[[Kernel], None] | None = None,
+) -> Kernel:
+    """A kernel booted with ``scenario``'s machine; deferred work runs in ``nursery``.
+    ``configure`` sees the kernel before its first event (to attach a netlink broadcast)."""
     kernel = Kernel()
     kernel.nursery = nursery
+    if configure is not None:
+        configure(kernel)
     await kernel.boot()
     await scenario.boot(kernel)
     return kernel

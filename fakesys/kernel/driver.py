@@ -75,6 +75,8 @@ class Driver(Struct, name="device_driver", var="drv"):
         self.remove_fn = remove
         self.coredump_fn = coredump
         self.id_table = tuple(id_table)
+        #: IDs added at run time (``new_id``), on the buses that have it; tried first.
+        self.dynids: list[Any] = []
         self.devices: list[Device] = []
         self.kn: KernfsNode | None = None
 

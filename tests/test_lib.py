@@ -55,3 +55,8 @@ def test_kstrtobool_and_simple_strtol() -> None:
     assert simple_strtol("1abc") == 1
     assert simple_strtol("abc") == 0
     assert simple_strtol("-12\n") == -12
+    # lib/vsprintf.c: only "-" is a sign, and nothing skips blanks; digits wrap at 64 bits
+    assert simple_strtol("+1") == 0
+    assert simple_strtol(" 1") == 0
+    assert simple_strtol(str(2**64 + 1)) == 1
+    assert simple_strtol("ff", 16) == simple_strtol("0xff", 16) == 255

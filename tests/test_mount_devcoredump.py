@@ -186,6 +186,9 @@ def test_disabled_is_a_one_way_switch(mount: Mount) -> None:
     disabled = f"{CLASS}/disabled"
     assert mount.read(disabled) == "0\n"
     assert "Invalid argument" in mount.sh(f"echo 0 > {disabled}").stderr
+    # disabled_store() parses with simple_strtol(), which knows no "+" (lib/vsprintf.c)
+    assert "Invalid argument" in mount.sh(f"echo +1 > {disabled}").stderr
+    assert mount.read(disabled) == "0\n"
     dump(mount, "dump_fixed.0")
     dump(mount, "dump_legacy.0")
     mount.sh(f"echo 1abc > {disabled}", check=True)  # simple_strtol stops at the letters

@@ -357,7 +357,7 @@ class Devcoredump:
 
 async def _disabled_store(cls: Class, buf: bytes) -> int:
     assert isinstance(cls, DevcdClass)
-    # simple_strtol(): "1abc" counts as 1; anything but 1 is refused, 0 included.
+    # simple_strtol(): "1abc" counts as 1, "+1" as 0; anything but 1 is refused, 0 included.
     if simple_strtol(buf_to_str(buf)) != 1:
         raise ErrnoError(errno.EINVAL)
     await cls.core.disable()

@@ -73,10 +73,22 @@ def kstrtobool(text: str) -> bool:
     raise ErrnoError(errno.EINVAL)
 
 
+def simple_strtoull(text: str, base: int = 10) -> int:
+    """simple_strtoull(): the digits at the start of ``text`` (none: 0), wrapping at 64 bits.
+
+    No sign and no leading blank is skipped (lib/vsprintf.c: _parse_integer_fixup_radix()
+    only strips a ``0x`` for base 16, then _parse_integer() stops at the first non-digit)."""
+    if base == 16 and text[:2].lower() == "0x":
+        text = text[2:]
+    match = re.match(r"[0-9]+" if base == 10 else r"[0-9a-fA-F]+", text)
+    return int(match.group(0), base) % 2**64 if match else 0
+
+
 def simple_strtol(text: str, base: int = 10) -> int:
-    """simple_strtol(): parse a leading number, stop at the first non-digit, 0 if none."""
-    match = re.match(r"[-+]?[0-9]+" if base == 10 else r"[-+]?[0-9a-fA-F]+", text)
-    return int(match.group(0), base) if match else 0
+    """simple_strtol(): a leading ``-`` negates simple_strtoull() of the rest; nothing else is
+    a sign, so ``+1`` is 0 (lib/vsprintf.c)."""
+    value = -simple_strtoull(text[1:], base) if text.startswith("-") else simple_strtoull(text, base)
+    return (value + 2**63) % 2**64 - 2**63  # the unsigned result as a long
 
 
 def kstrtoint(text: str, base: int = 0) -> int:

@@ -177,6 +177,10 @@ def test_timeout_on_the_engine_clock(mount: Mount) -> None:
     assert dumps(mount) == ["devcd2"]
     mount.sh(f"echo 3300 > {CTL}/advance_clock", check=True)
     assert dumps(mount) == []
+    # cleanup_glue_dir(): the class's directory under devices/virtual/ goes with its last device
+    assert wait_until(lambda: not (mount.path / "sys/devices/virtual/devcoredump").exists())
+    assert (mount.path / "sys/devices/virtual").is_dir()
+    assert (mount.path / CLASS / "disabled").exists()  # the class stays
     # numbers are never reused
     dump(mount, "dump_fixed.0")
     assert dumps(mount) == ["devcd3"]

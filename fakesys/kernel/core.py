@@ -309,12 +309,14 @@ async def _remove_dir(dev: Device, parent_kn: KernfsNode) -> None:
 
 
 async def _remove_glue_dir(dev: Device, glue: KernfsNode | None) -> None:
-    """cleanup_glue_dir(): a class glue directory goes with its last device."""
+    """cleanup_glue_dir(): a class glue directory goes with its last device. The class's
+    directory in ``devices/virtual/`` is one too (get_device_parent() makes it with
+    class_dir_create_and_add() under virtual_device_parent()), so
+    ``/sys/devices/virtual/devcoredump`` goes with the last dump."""
     if (
         glue is not None
         and dev.cls is not None
-        and dev.parent is not None
-        and glue is not dev.parent.kn
+        and (dev.parent is None or glue is not dev.parent.kn)
         and not glue.children
     ):
         await dev.kernel.kernfs.remove(glue)

@@ -82,6 +82,7 @@ from .kernel.devcoredump import GFP_KERNEL as GFP_KERNEL
 from .kernel.devcoredump import dev_coredump_put as dev_coredump_put
 from .kernel.devcoredump import dev_coredumpm as dev_coredumpm
 from .kernel.devcoredump import dev_coredumpm_timeout as dev_coredumpm_timeout
+from .kernel.devcoredump import dev_coredumpsg as dev_coredumpsg
 from .kernel.devcoredump import dev_coredumpv as dev_coredumpv
 from .kernel.devres import devm_add_action as devm_add_action
 from .kernel.devres import devm_add_action_or_reset as devm_add_action_or_reset
@@ -207,6 +208,7 @@ from .kernel.workqueue import mod_delayed_work as mod_delayed_work
 from .kernel.workqueue import msecs_to_jiffies as msecs_to_jiffies
 from .kernel.workqueue import schedule_delayed_work as schedule_delayed_work
 from .kernel.workqueue import schedule_work as schedule_work
+from .kernfs import PAGE_SIZE as PAGE_SIZE
 from .kernfs import ErrnoError as ErrnoError
 
 EAGAIN = _errno.EAGAIN

@@ -480,3 +480,36 @@ def test_debug_locks_back_on_reboots_the_checkers_so_no_splat_follows_taint_b(
     text = lock_cycle(mount, "put")
     start = text.index("WARNING: possible circular locking dependency detected")
     assert text[start + 1] == "6.18.0-fakesys #1 Not tainted"
+
+
+DUMPS = str(Path(__file__).parent / "scenarios" / "dumps.toml")
+
+
+@pytest.mark.parametrize("fakesys", [DUMPS], indirect=True)
+def test_reads_past_the_end_of_sg_and_vmalloc_dumps(mount: Mount) -> None:
+    """devcd_read_from_sgtable() refuses an offset past the end with EINVAL; a dev_coredumpv()
+    dump reads with memory_read_from_buffer(), which gives the end of file there too."""
+    dump(mount, "dump_sg.0")
+    dump(mount, "dump_v.0")
+    client = mount.python(
+        f"""
+        import os
+        for device in ("dump_sg.0", "dump_v.0"):
+            fd = os.open("sys/devices/platform/" + device + "/devcoredump/data", os.O_RDONLY)
+            whole = b""
+            while chunk := os.read(fd, 3000):
+                whole += chunk
+            try:
+                past = os.pread(fd, 10, 10001).hex() or "eof"
+            except OSError as e:
+                past = e.strerror
+            print(device, len(whole), whole == {expected_binary_dump(10000)!r},
+                  os.pread(fd, 10, 10000) == b"", os.pread(fd, 4, 4094).hex(), past)
+        """
+    )
+    assert client.returncode == 0, client.stderr
+    tail = expected_binary_dump(4098)[4094:].hex()  # across the first two entries
+    assert client.stdout.splitlines() == [
+        f"dump_sg.0 10000 True True {tail} Invalid argument",
+        f"dump_v.0 10000 True True {tail} eof",
+    ]

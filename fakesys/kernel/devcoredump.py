@@ -24,7 +24,7 @@ of its failing device, removed when that device unbinds.
 from __future__ import annotations
 
 import errno
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -461,6 +461,35 @@ async def dev_coredumpv(dev: Device, data: bytes, datalen: int, gfp: int) -> Non
     """A dump of a standalone buffer (vmalloc'ed and handed over): no owner is pinned, and
     reading it never calls into the driver."""
     await dev_coredumpm(dev, None, data, datalen, gfp, devcd_readv, devcd_freev)
+
+
+def devcd_read_from_sgtable(offset: int, count: int, data: object, datalen: int) -> bytes:
+    """A read of a dev_coredumpsg() dump: EINVAL past the end, EOF at it (``offset >
+    data_len`` is the kernel's test, and sg_pcopy_to_buffer() copies across the entries)."""
+    if offset > datalen:
+        raise ErrnoError(errno.EINVAL)
+    assert isinstance(data, Sequence)
+    count = min(count, datalen - offset)
+    out = bytearray()
+    for segment in data:
+        if offset >= len(segment):
+            offset -= len(segment)
+            continue
+        out += segment[offset : offset + count - len(out)]
+        offset = 0
+        if len(out) == count:
+            break
+    return bytes(out)
+
+
+def devcd_free_sgtable(data: object) -> None:
+    """_devcd_free_sgtable(): the table's pages and the table itself, nothing of the driver's."""
+
+
+async def dev_coredumpsg(dev: Device, table: Sequence[bytes], datalen: int, gfp: int) -> None:
+    """A dump of a scatter-gather table (one ``bytes`` per entry), handed over as with
+    dev_coredumpv(): no owner is pinned, and reads never call into the driver."""
+    await dev_coredumpm(dev, None, table, datalen, gfp, devcd_read_from_sgtable, devcd_free_sgtable)
 
 
 async def dev_coredump_put(dev: Device) -> None:

@@ -87,7 +87,9 @@ def simple_strtoull(text: str, base: int = 10) -> int:
 def simple_strtol(text: str, base: int = 10) -> int:
     """simple_strtol(): a leading ``-`` negates simple_strtoull() of the rest; nothing else is
     a sign, so ``+1`` is 0 (lib/vsprintf.c)."""
-    value = -simple_strtoull(text[1:], base) if text.startswith("-") else simple_strtoull(text, base)
+    negative = text.startswith("-")
+    value = simple_strtoull(text[1:] if negative else text, base)
+    value = -value if negative else value
     return (value + 2**63) % 2**64 - 2**63  # the unsigned result as a long
 
 

@@ -55,7 +55,7 @@ from .kernel.control import add_hardware_controls
 from .kernel.core import device_add
 from .kernel.dd import device_driver_attach
 from .kernel.deferred_probe import EPROBE_DEFER
-from .kernel.devcoredump import CORE_FIXED, CORE_PRE_FIX, CORE_SEED
+from .kernel.devcoredump import CORE_FIXED, CORE_PRE_FIX, CORE_SEED, DEVCD_CORES
 from .kernel.hotplug import HotplugDevice
 from .kernel.module import load_builtin, load_module
 from .kernel.pci import PCI_ANY_ID, PciBar, PciDevice, PciDeviceId, PciSlot, pci_bus
@@ -63,7 +63,6 @@ from .kernel.platform import PlatformDevice
 from .kernfs import ErrnoError
 
 BUSES = ("platform", "pci", "hotplug")
-DEVCD_CORES = (CORE_PRE_FIX, CORE_FIXED, CORE_SEED)
 SHIPPED_DRIVERS = Path(__file__).parent / "drivers"
 # The older fields: a character-device policy names a shipped driver ...
 POLICIES = {

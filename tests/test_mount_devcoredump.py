@@ -513,3 +513,59 @@ def test_reads_past_the_end_of_sg_and_vmalloc_dumps(mount: Mount) -> None:
         f"dump_sg.0 10000 True True {tail} Invalid argument",
         f"dump_v.0 10000 True True {tail} eof",
     ]
+
+
+UEVENT_RACE = textwrap.dedent(
+    """
+    import os, subprocess, sys, time
+    device, devcd, ctl = sys.argv[1], sys.argv[2], "sys/kernel/debug/fakesys"
+    base = "sys/devices/platform/" + device
+    events = os.open(ctl + "/uevents", os.O_RDONLY | os.O_NONBLOCK)
+
+    def added():
+        seen = []
+        while True:
+            try:
+                event = os.read(events, 65536).decode()
+            except BlockingIOError:
+                return seen
+            if "ACTION=add" in event and "SUBSYSTEM=devcoredump" in event:
+                seen.append(event)
+
+    def links():
+        return [os.path.lexists(base + "/devcoredump"),
+                os.path.lexists(f"sys/devices/virtual/devcoredump/{devcd}/failing_device")]
+
+    with open(ctl + "/hold/devcd_links", "w") as f:
+        f.write("1")
+    dumper = subprocess.Popen(["sh", "-c", "echo 1 > " + base + "/coredump"])
+    while open(ctl + "/hold/devcd_links").read() != "held\\n":
+        time.sleep(0.02)
+    # Stopped after device_add(), before the links: which events went out by now?
+    print("held", len(added()), os.path.isdir("sys/devices/virtual/devcoredump/" + devcd),
+          *links())
+    with open(ctl + "/hold/devcd_links", "w") as f:
+        f.write("0")
+    dumper.wait()
+    print("done", len(added()), *links())
+    """
+)
+
+
+@pytest.mark.parametrize("fakesys", [DUMPS], indirect=True)
+def test_add_uevent_before_the_links_before_v6_7(mount: Mount) -> None:
+    """Before "devcoredump: Send uevent once devcd is ready" (v6.7-rc3), device_add() sent
+    the add uevent and the links came after it: a collector that follows failing_device on
+    the event finds nothing. Since then the event waits for both links."""
+
+    def race(device: str, devcd: str) -> list[str]:
+        out = subprocess.run(
+            [sys.executable, "-c", UEVENT_RACE, device, devcd],
+            cwd=mount.path, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return out.stdout.splitlines()
+
+    # held: events seen, the device's directory, its two links; done: the same after
+    assert race("dump_early.0", "devcd1") == ["held 1 True False False", "done 0 True True"]
+    assert race("dump_late.0", "devcd2") == ["held 0 True False False", "done 1 True True"]

@@ -9,9 +9,14 @@ unless the driver chose another, on the engine's clock) does too. A dump pins th
 device and, when created with an owner, its module. ``/sys/class/devcoredump/disabled`` takes
 only ``1``, drops every dump, and makes later ones vanish at once.
 
-The core's locking comes in two eras (kernel-abi.md §1):
+The core comes in the behaviour of three eras (kernel-abi.md §1):
 
-``pre-fix`` (2024 to v6.17)
+``pre-6.7`` (v6.2 to v6.6)
+    The locking of ``pre-fix``, and the ``add`` uevent that device_add() sends, before the
+    ``failing_device`` and ``devcoredump`` links exist: a collector that reads them on the
+    event races their creation (the ``devcd_links`` hold point stops between the two). Fixed
+    by "devcoredump: Send uevent once devcd is ready" (v6.7-rc3).
+``pre-fix`` (v6.7 to v6.17)
     The write takes ``devcd->mutex``; dev_coredump_put() holds the mutex while it flushes the
     deletion work, whose device_del() drains the writers of ``data``: lockdep sees the cycle.
 ``fixed`` (the 2025 "circular locking dependency" fix)
@@ -51,9 +56,11 @@ DEVCD_TIMEOUT = 5 * 60.0  # seconds: HZ * 60 * 5
 # Offsets in struct devcd_entry (a struct device with lockdep, then data, datalen, mutex, ...).
 DEVCD_MUTEX_OFFSET = 0x310
 DEVCD_DEL_WK_OFFSET = 0x378
+CORE_PRE_6_7 = "pre-6.7"
 CORE_PRE_FIX = "pre-fix"
 CORE_FIXED = "fixed"
 CORE_SEED = "seed"
+DEVCD_CORES = (CORE_PRE_6_7, CORE_PRE_FIX, CORE_FIXED, CORE_SEED)
 
 DevcdRead = Callable[[int, int], Awaitable[bytes]]
 DevcdFree = Callable[[], None]
@@ -179,18 +186,22 @@ class Devcoredump:
                 entry.obj.addr + DEVCD_DEL_WK_OFFSET,
             )
             dev.release = lambda _dev: self._devcd_dev_release(entry)
-            dev.uevent_suppress = True
+            # Before v6.7, device_add() sends the add uevent, before the links exist.
+            dev.uevent_suppress = core != CORE_PRE_6_7
             self.entries[dev] = entry
             await entry.lock("dev_coredumpm_timeout")
             try:
                 if core == CORE_FIXED:
                     entry.del_wk.schedule(timeout)
                 await device_add(dev)
+                await self.kernel.hold.reach("devcd_links", failing_dev)
                 self._create_links(entry)
-                dev.uevent_suppress = False
-                kobject_uevent(
-                    self.kernel, KOBJ_ADD, dev.devpath(), dev.subsystem_name(), dev.uevent_env()
-                )
+                if dev.uevent_suppress:
+                    dev.uevent_suppress = False
+                    kobject_uevent(
+                        self.kernel, KOBJ_ADD, dev.devpath(), dev.subsystem_name(),
+                        dev.uevent_env(),
+                    )  # fmt: skip
                 if core == CORE_FIXED:
                     entry.init_completed = True
                 else:

@@ -42,6 +42,7 @@ HOLD_POINTS = {
     "module_get": "in open(), between the driver lookup and taking the module reference",
     "tasklet": "before a scheduled tasklet runs",
     "devcd_free": "in the pre-fix devcd_free(), with devcd->mutex held, before the flush",
+    "devcd_links": "in dev_coredumpm(), after device_add() and before the dump's links",
 }
 
 

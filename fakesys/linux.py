@@ -95,6 +95,7 @@ from .kernel.driver import driver_register as driver_register
 from .kernel.driver import driver_unregister as driver_unregister
 from .kernel.hotplug import HotplugDevice as HotplugDevice
 from .kernel.hotplug import HotplugDriver as HotplugDriver
+from .kernel.hw import HW_STATUS_HANG as HW_STATUS_HANG
 from .kernel.irq import IRQ_HANDLED as IRQ_HANDLED
 from .kernel.irq import IRQ_NONE as IRQ_NONE
 from .kernel.irq import IRQF_SHARED as IRQF_SHARED
@@ -302,6 +303,12 @@ def hw_rx_read(dev: Device, count: int = 1 << 16) -> bytes:
     """Read up to ``count`` bytes from the device's receive FIFO (the simulated hardware's
     data register): what ``sys/kernel/debug/fakesys/devices/<dev>/feed`` delivered."""
     return dev.hw.rx_read(count)
+
+
+def hw_status_read(dev: Device) -> int:
+    """Read (and so clear) the device's status register: :data:`HW_STATUS_HANG` once the
+    hardware hung (``sys/kernel/debug/fakesys/devices/<dev>/hang``)."""
+    return dev.hw.status_read()
 
 
 def module_driver(drv: Driver) -> None:

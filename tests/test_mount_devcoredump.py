@@ -26,10 +26,14 @@ def expected_binary_dump(size: int) -> bytes:
 
 
 def dump(mount: Mount, device: str) -> None:
-    path = f"sys/bus/platform/devices/{device}/coredump"
+    """Make ``device`` dump: through its driver's ``coredump`` attribute (a platform dumper),
+    or, for the GPU, by making its hardware hang and waiting for the recovery work's dump."""
     if device.startswith("0000:"):
-        path = f"sys/bus/pci/devices/{device}/coredump"
-    mount.sh(f"echo 1 > {path}", check=True)
+        link = mount.path / f"sys/bus/pci/devices/{device}/devcoredump"
+        mount.sh(f"echo 1 > {CTL}/devices/{device}/hang", check=True)
+        assert wait_until(link.exists)
+        return
+    mount.sh(f"echo 1 > sys/bus/platform/devices/{device}/coredump", check=True)
 
 
 def dumps(mount: Mount) -> list[str]:
@@ -111,6 +115,36 @@ def test_igt_msm_pattern_reads_pages_and_writes_on_the_same_fd(mount: Mount) -> 
     assert client.returncode == 0, client.stderr
     assert client.stdout.split("\n")[:3] == [f"4096 {DUMP_SIZE}", "0 True", "1"]
     assert gone(mount, "devcd1")
+
+
+def test_gpu_dumps_from_its_hang_path_and_has_no_coredump_attribute(mount: Mount) -> None:
+    """driver_sysfs_add() creates ``coredump`` only for a driver with a .coredump callback,
+    which Xe has not: its dumps come from its hang path (xe_devcoredump()), here from the
+    interrupt of hardware that hangs, through the recovery work."""
+    gpu = mount.path / "sys/bus/pci/devices/0000:00:02.0"
+    assert (gpu / "driver").exists() and not (gpu / "coredump").exists()
+    mark = mount.kmsg_mark()
+    dump(mount, "0000:00:02.0")
+    assert os.readlink(gpu / "devcoredump") == "../../virtual/devcoredump/devcd1"
+    assert mount.kmsg_text(since=mark) == [
+        "fakegpu 0000:00:02.0: [drm] fakegpu device coredump has been created",
+        "fakegpu 0000:00:02.0: [drm] Check your /sys/class/drm/card0/device/devcoredump/data",
+    ]
+    assert mount.read("sys/module/fakegpu/refcnt") == "1\n"  # THIS_MODULE, as Xe passes
+    # a second hang while the first dump is unread is dropped ("first failure only")
+    mount.sh(f"echo 1 > {CTL}/devices/0000:00:02.0/hang", check=True)
+    assert wait_until(lambda: len(mount.kmsg_text(since=mark)) == 4)
+    assert dumps(mount) == ["devcd1"]
+    # unbound, the hardware's hang reaches no handler and nothing dumps
+    mount.sh("echo 0000:00:02.0 > sys/bus/pci/drivers/fakegpu/unbind", check=True)
+    assert dumps(mount) == []
+    mount.sh(f"echo 1 > {CTL}/devices/0000:00:02.0/hang", check=True)
+    assert mount.read(f"{CTL}/devices/0000:00:02.0/irq") == "3\n"
+    mount.sh("echo 0000:00:02.0 > sys/bus/pci/drivers/fakegpu/bind", check=True)
+    assert dumps(mount) == []  # probe acknowledged the stale hang
+    # the dropped dump took no number: the counter moves only for a dump that is made
+    dump(mount, "0000:00:02.0")
+    assert dumps(mount) == ["devcd2"]
 
 
 def test_xe_backlink_pattern_and_a_held_fd_after_deletion(mount: Mount) -> None:

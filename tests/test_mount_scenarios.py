@@ -36,7 +36,8 @@ def test_camera_has_a_video_node(mount: Mount) -> None:
 def test_gpu_has_a_drm_node_in_a_directory_and_dumps(mount: Mount) -> None:
     assert (mount / "dev/dri/card0").exists()
     assert "DEVNAME=dri/card0\n" in mount.read("sys/class/drm/card0/uevent")
-    mount.write("sys/bus/pci/devices/0000:00:02.0/coredump", "1")
+    mount.write("sys/kernel/debug/fakesys/devices/0000:00:02.0/hang", "1")  # its hang path dumps
+    assert mount.wait_for("sys/class/drm/card0/device/devcoredump/data")
     assert mount.read("sys/class/drm/card0/device/devcoredump/data").startswith("kernel: ")
     mount.sh("echo 0000:00:02.0 > sys/bus/pci/drivers/fakegpu/unbind", check=True)
     assert not (mount / "dev/dri").exists()  # the empty directory goes with its node

@@ -6,10 +6,14 @@ by its drm_files; after the device is unplugged (unbind, or ``remove``), drm_dev
 and the files' calls return ENODEV, and the last close frees what is left. Reads return the
 events the hardware sends (``feed``).
 
-A ``coredump`` write (standing in for a GPU hang) takes a snapshot of the device and hands it
-to dev_coredumpm_timeout() with a one-hour timeout, and probe registers
-dev_coredump_put() as a devm action, so the dump goes when the driver unbinds, as Xe's does.
-Module parameters: ``size`` of the dump (64 KiB), ``format`` (``text``), ``timeout`` (3600 s).
+It dumps as Xe does, from its hang path: when the hardware hangs
+(``sys/kernel/debug/fakesys/devices/<dev>/hang``), the interrupt handler sees it in the status
+register and queues the recovery work, which takes a snapshot of the device and hands it to
+dev_coredumpm_timeout() with THIS_MODULE and a one-hour timeout (xe_devcoredump(), from the
+job-timeout handler). There is no ``coredump`` attribute: driver_sysfs_add() creates one only
+for a driver with a ``.coredump`` callback, and Xe has none. Probe registers dev_coredump_put()
+as a devm action, so the dump goes when the driver unbinds, as Xe's does. Module parameters:
+``size`` of the dump (64 KiB), ``format`` (``text``), ``timeout`` (3600 s).
 """
 
 from __future__ import annotations
@@ -31,23 +35,33 @@ from fakesys.drivers.lifetime import (
 from fakesys.linux import (
     ENODEV,
     GFP_KERNEL,
+    HW_STATUS_HANG,
     HZ,
+    INIT_WORK,
+    IRQ_HANDLED,
+    IRQ_NONE,
     Cdev,
     Device,
     ErrnoError,
     File,
     FileOperations,
     Inode,
+    IrqLine,
     Kref,
     PciDevice,
     PciDeviceId,
     PciDriver,
     Struct,
+    WorkStruct,
+    cancel_work_sync,
     container_of,
     dev_coredump_put,
     dev_coredumpm_timeout,
+    dev_info,
+    dev_name,
     devm_add_action_or_reset,
     free_irq,
+    hw_status_read,
     kfree,
     kref_get,
     kref_init,
@@ -59,6 +73,7 @@ from fakesys.linux import (
     pci_irq_vector,
     pci_set_drvdata,
     request_irq,
+    schedule_work,
     this_module,
     wake_up,
 )
@@ -78,8 +93,10 @@ class FakegpuDevice(Struct, name="fakegpu_device", var="gdev"):
     ref: Kref
     cdev: Cdev
     rx: LifetimeRx
+    pdev: PciDevice
     primary: Device
     unplugged: bool
+    hang_work: WorkStruct
 
 
 class FakegpuSnapshot(Struct, name="fakegpu_devcoredump", var="coredump"):
@@ -150,13 +167,33 @@ def fakegpu_devcoredump_free(data: object) -> None:
     kfree(data)
 
 
-async def fakegpu_coredump(pdev: PciDevice) -> None:
+async def fakegpu_hang_work(work: WorkStruct) -> None:
+    """Recovery from a hang: the snapshot, then the dump (xe_devcoredump())."""
+    gdev = container_of(work, FakegpuDevice, "hang_work")
+    pdev = gdev.pdev
     coredump = kzalloc(FakegpuSnapshot)
     coredump.content = dump_content(dump_size, dump_format, pdev, THIS_MODULE)
+    dev_info(pdev, "[drm] fakegpu device coredump has been created")
+    dev_info(
+        pdev, f"[drm] Check your /sys/class/drm/{dev_name(gdev.primary)}/device/devcoredump/data"
+    )
     await dev_coredumpm_timeout(
         pdev, THIS_MODULE, coredump, dump_size, GFP_KERNEL,
         fakegpu_devcoredump_read, fakegpu_devcoredump_free, dump_timeout * HZ,
     )  # fmt: skip
+
+
+def fakegpu_irq(irq: IrqLine, dev_id: object) -> int:
+    """A hang is handled in process context (the snapshot sleeps), data at once."""
+    gdev = dev_id
+    assert isinstance(gdev, FakegpuDevice)
+    ret = IRQ_NONE
+    if hw_status_read(gdev.pdev) & HW_STATUS_HANG:
+        schedule_work(gdev.hang_work)
+        ret = IRQ_HANDLED
+    if lifetime_rx_irq(irq, gdev.rx) == IRQ_HANDLED:
+        ret = IRQ_HANDLED
+    return ret
 
 
 async def fakegpu_devcoredump_fini(data: object) -> None:
@@ -167,15 +204,18 @@ async def fakegpu_devcoredump_fini(data: object) -> None:
 async def fakegpu_probe(pdev: PciDevice) -> None:
     gdev = kzalloc(FakegpuDevice)
     kref_init(gdev.ref)
+    gdev.pdev = pdev
+    INIT_WORK(gdev.hang_work, fakegpu_hang_work)
     lifetime_rx_init(gdev.rx, pdev)
     irq = pci_irq_vector(pdev, 0)
-    request_irq(irq, lifetime_rx_irq, 0, DRIVER_NAME, gdev.rx)
+    hw_status_read(pdev)  # acknowledge what the hardware reported before the driver bound
+    request_irq(irq, fakegpu_irq, 0, DRIVER_NAME, gdev)
     try:
         gdev.primary = await lifetime_node_add(
             fakegpu_nodes, pdev, gdev.cdev, fakegpu_fops, devtype="drm_minor"
         )
     except ErrnoError:
-        free_irq(irq, gdev.rx)
+        free_irq(irq, gdev)
         kref_put(gdev.ref, fakegpu_release)
         raise
     pci_set_drvdata(pdev, gdev)
@@ -187,7 +227,8 @@ async def fakegpu_remove(pdev: PciDevice) -> None:
     assert isinstance(gdev, FakegpuDevice)
     await lifetime_node_del(fakegpu_nodes, gdev.cdev, gdev.primary)  # drm_dev_unplug()
     gdev.unplugged = True
-    free_irq(pci_irq_vector(pdev, 0), gdev.rx)
+    free_irq(pci_irq_vector(pdev, 0), gdev)
+    await cancel_work_sync(gdev.hang_work)
     wake_up(gdev.rx.wait)
     kref_put(gdev.ref, fakegpu_release)
 
@@ -197,6 +238,5 @@ fakegpu_driver = PciDriver(
     id_table=[PciDeviceId(vendor=0x1234, device=0x1111)],
     probe=fakegpu_probe,
     remove=fakegpu_remove,
-    coredump=fakegpu_coredump,
 )
 module_pci_driver(fakegpu_driver)

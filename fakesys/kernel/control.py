@@ -13,6 +13,8 @@
 ``deferred_tasks``                how many tasks of deferred work (timers included) are alive
 ``devices/<dev>/feed``            bytes written here arrive from the device's hardware
 ``devices/<dev>/irq``             a write raises the device's interrupt; reads the count
+``devices/<dev>/hang``            a write makes the hardware hang (its status says so, and it
+                                  raises its interrupt): a GPU driver takes its coredump
 ``devices/<dev>/readers``         how many reads are blocked waiting for the device's data
 ``devices/<dev>/hold/<point>``    as ``hold/<point>``, for this device's operations only
 ``devices/<dev>/delay/<point>``   as ``delay/<point>``, for this device's operations only
@@ -150,6 +152,11 @@ async def _irq_store(hw: Hardware, buf: bytes) -> int:
     return len(buf)
 
 
+async def _hang_store(hw: Hardware, buf: bytes) -> int:
+    hw.hang()
+    return len(buf)
+
+
 KERNEL_FILES = (
     SysfsAttr["Kernel"]("delete_module", WO, store=_delete_module_store),
     SysfsAttr["Kernel"]("init_module", WO, store=_init_module_store),
@@ -161,6 +168,7 @@ KERNEL_FILES = (
 HW_FILES = (
     SysfsAttr[Hardware]("feed", WO, store=_feed_store),
     SysfsAttr[Hardware]("irq", CONTROL_MODE, _irq_show, _irq_store),
+    SysfsAttr[Hardware]("hang", WO, store=_hang_store),
     SysfsAttr[Hardware]("readers", 0o400, lambda hw: f"{hw.readers}\n"),
 )
 

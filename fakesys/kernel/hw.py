@@ -1,10 +1,16 @@
-"""The simulated hardware behind a device: an interrupt line and a receive FIFO.
+"""The simulated hardware behind a device: an interrupt line, a receive FIFO and a status
+register.
 
 Data fed from the control plane (``sys/kernel/debug/fakesys/devices/<dev>/feed``), or produced
 by the hardware itself at a fixed period (a sensor, a serial line), lands in the device's
 receive FIFO and raises its interrupt, whose handler reads it out (:meth:`Hardware.rx_read`,
 the driver's read of its receive register). With no handler on the line, nobody listens and
 the data is dropped and counted, as is what overflows the FIFO.
+
+A hang (``devices/<dev>/hang``: a GPU engine that stops making progress) sets
+:data:`HW_STATUS_HANG` in the status register and raises the interrupt; the driver's handler
+reads the register (reading clears it) and handles the hang, as a GPU driver's reset path
+takes its snapshot.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ if TYPE_CHECKING:
 #: The most periods of data a periodic source delivers at once after a clock jump.
 CATCH_UP_MAX = 64
 RX_FIFO_SIZE = 64 * 1024
+#: Status register bits.
+HW_STATUS_HANG = 1 << 0
 
 
 class Hardware:
@@ -33,6 +41,8 @@ class Hardware:
         #: Read-only attributes the hardware shows in its device's directory (a serial
         #: number, a firmware version), from the scenario.
         self.attrs: dict[str, str] = {}
+        #: The status register: bits the hardware sets, cleared when the driver reads them.
+        self.status = 0
 
     async def produce(self, clock: Clock, period_ns: int, data: bytes) -> None:
         """Feed ``data`` every ``period_ns`` nanoseconds of the engine's clock, for ever.
@@ -65,3 +75,14 @@ class Hardware:
         data = bytes(self.rx[:count])
         del self.rx[:count]
         return data
+
+    def hang(self) -> None:
+        """The hardware stops making progress: it says so in its status register and raises
+        its interrupt."""
+        self.status |= HW_STATUS_HANG
+        self.irq.raise_irq()
+
+    def status_read(self) -> int:
+        """Read the status register; reading clears it."""
+        status, self.status = self.status, 0
+        return status

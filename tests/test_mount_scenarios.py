@@ -29,13 +29,24 @@ def test_camera_has_a_video_node(mount: Mount) -> None:
     )
     mount.sh("echo -n frame > sys/kernel/debug/fakesys/devices/camera.0/feed", check=True)
     assert mount.sh("head -c 5 dev/video0", check=True).stdout == "frame"
-    assert oct(os.stat(mount / "dev/video0").st_mode & 0o777) == "0o660"
+    # VIDEO_MAJOR; video_class has no devnode(), so no DEVMODE, and devtmpfs makes it 0600
+    # (drivers/media/v4l2-core/v4l2-dev.c, drivers/base/devtmpfs.c)
+    assert mount.read("sys/class/video4linux/video0/dev") == "81:0\n"
+    assert (
+        mount.read("sys/class/video4linux/video0/uevent") == "MAJOR=81\nMINOR=0\nDEVNAME=video0\n"
+    )
+    assert oct(os.stat(mount / "dev/video0").st_mode & 0o777) == "0o600"
 
 
 @pytest.mark.parametrize("fakesys", ["gpu"], indirect=True)
 def test_gpu_has_a_drm_node_in_a_directory_and_dumps(mount: Mount) -> None:
     assert (mount / "dev/dri/card0").exists()
-    assert "DEVNAME=dri/card0\n" in mount.read("sys/class/drm/card0/uevent")
+    # DRM_MAJOR and drm_minor_type; drm_devnode() names the node and sets no mode
+    # (drivers/gpu/drm/drm_sysfs.c), so no DEVMODE and devtmpfs's 0600
+    assert mount.read("sys/class/drm/card0/uevent") == (
+        "MAJOR=226\nMINOR=0\nDEVNAME=dri/card0\nDEVTYPE=drm_minor\n"
+    )
+    assert oct(os.stat(mount / "dev/dri/card0").st_mode & 0o777) == "0o600"
     mount.write("sys/kernel/debug/fakesys/devices/0000:00:02.0/hang", "1")  # its hang path dumps
     assert mount.wait_for("sys/class/drm/card0/device/devcoredump/data")
     assert mount.read("sys/class/drm/card0/device/devcoredump/data").startswith("kernel: ")

@@ -46,7 +46,9 @@ from __future__ import annotations
 
 import errno as _errno
 import os as _os
+import sys as _sys
 from collections.abc import Callable as _Callable
+from pathlib import Path as _Path
 from typing import TypeVar as _TypeVar
 
 from .kernel.calls import current_kernel as _current_kernel
@@ -145,6 +147,7 @@ from .kernel.module import module_exit as module_exit
 from .kernel.module import module_init as module_init
 from .kernel.module import module_param as module_param
 from .kernel.module import this_module as this_module
+from .kernel.panic import warn as _warn
 from .kernel.pci import PCI_ANY_ID as PCI_ANY_ID
 from .kernel.pci import PciDevice as PciDevice
 from .kernel.pci import PciDeviceId as PciDeviceId
@@ -169,6 +172,7 @@ from .kernel.slab import u8 as u8
 from .kernel.slab import u16 as u16
 from .kernel.slab import u32 as u32
 from .kernel.slab import u64 as u64
+from .kernel.stacktrace import current_frames as _current_frames
 from .kernel.sysfs import DeviceAttribute as DeviceAttribute
 from .kernel.sysfs import device_create_file as device_create_file
 from .kernel.sysfs import device_remove_file as device_remove_file
@@ -189,6 +193,7 @@ from .kernel.wait import init_waitqueue_head as init_waitqueue_head
 from .kernel.wait import poll_wait as poll_wait
 from .kernel.wait import reinit_completion as reinit_completion
 from .kernel.wait import wait_event_interruptible as wait_event_interruptible
+from .kernel.wait import wait_event_timeout as wait_event_timeout
 from .kernel.wait import wait_for_completion as wait_for_completion
 from .kernel.wait import waitqueue_active as waitqueue_active
 from .kernel.wait import wake_up as wake_up
@@ -228,6 +233,8 @@ EPERM = _errno.EPERM
 O_NONBLOCK = _os.O_NONBLOCK
 
 _S = _TypeVar("_S", bound=Struct)
+#: Where the paths of WARN()s are relative to, as the kernel's are to its source tree.
+_SOURCE_ROOT = _Path(__file__).resolve().parent.parent
 
 
 # -- the small things a driver reaches for --
@@ -309,6 +316,21 @@ def hw_status_read(dev: Device) -> int:
     """Read (and so clear) the device's status register: :data:`HW_STATUS_HANG` once the
     hardware hung (``sys/kernel/debug/fakesys/devices/<dev>/hang``)."""
     return dev.hw.status_read()
+
+
+def WARN(condition: object, message: str) -> bool:
+    """WARN(): when ``condition`` holds, the "cut here" report with ``message`` at this line
+    of the calling file, in the function of the innermost frame, and taint W; the condition
+    either way."""
+    if condition:
+        caller = _sys._getframe(1)
+        path = _Path(caller.f_code.co_filename)
+        if path.is_relative_to(_SOURCE_ROOT):
+            path = path.relative_to(_SOURCE_ROOT)
+        frames = _current_frames()
+        name, module = frames[-1] if frames else (caller.f_code.co_name, None)
+        _warn(_current_kernel(), message, f"{path}:{caller.f_lineno}", name, module)
+    return bool(condition)
 
 
 def module_driver(drv: Driver) -> None:

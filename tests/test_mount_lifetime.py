@@ -7,6 +7,7 @@ reads, writes and closes in the first, and checks the errnos, the kernel log and
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -142,6 +143,56 @@ def test_unplug_wakes_a_blocked_reader_with_enodev(mount: Mount) -> None:
     # No data is ever fed: the reader can only end because the unplug woke it.
     _, err = reader.communicate(timeout=60)
     assert "No such device" in err
+
+
+RFC_UNBIND = "echo cdev_unplug_rfc.0 > sys/bus/platform/drivers/cdev_unplug_rfc/unbind"
+
+
+def rfc_unbind_behind_a_blocked_reader(mount: Mount) -> tuple[subprocess.Popen[str], ...]:
+    """A read of dev/unplugrfc0 blocked for data, then an unbind that has reached remove()."""
+    reader = background(mount, "head -c 5 dev/unplugrfc0")
+    wait_readers(mount, "cdev_unplug_rfc.0", 1)
+    unbinder = background(mount, RFC_UNBIND)
+    assert wait_until(lambda: not (mount.path / "dev/unplugrfc0").exists())  # remove() began
+    return reader, unbinder
+
+
+def test_unplug_as_posted_waits_for_a_blocked_reader_until_data_comes(mount: Mount) -> None:
+    """The RFC as posted leaves blocking operations alone: video_device_unplug() waits for
+    the reader's section, which ends only when data arrives."""
+    reader, unbinder = rfc_unbind_behind_a_blocked_reader(mount)
+    assert unbinder.poll() is None  # in video_device_unplug(), waiting for the section
+    mount.write(f"{CTL}/devices/cdev_unplug_rfc.0/feed", "hello")
+    assert reader.communicate(timeout=60) == ("hello", "")
+    unbinder.communicate(timeout=60)
+    assert unbinder.returncode == 0
+    assert not any("WARNING" in line for line in mount.kmsg_text())
+    assert mount.read("proc/sys/kernel/tainted") == "0\n"
+
+
+def test_unplug_as_posted_gives_up_after_150_s_with_a_warning(mount: Mount) -> None:
+    """With no data, the unplug waits 150 s (of the engine's clock: advance_clock), WARNs and
+    returns; remove() frees the device under the reader, which sleeps on until a signal."""
+    reader, unbinder = rfc_unbind_behind_a_blocked_reader(mount)
+    mount.sh(f"echo 150 > {CTL}/advance_clock", check=True)
+    unbinder.communicate(timeout=60)
+    assert unbinder.returncode == 0
+    text = mount.kmsg_text()
+    cut = text.index("------------[ cut here ]------------")
+    assert text[cut + 1] == "Timeout waiting for device access to complete"
+    assert re.fullmatch(
+        r"WARNING: CPU: 0 PID: \d+ at fakesys/drivers/v4l2_dev\.py:\d+ "
+        r"video_device_unplug\+0x[0-9a-f]+/0x[0-9a-f]+",
+        text[cut + 2],
+    )
+    trace = text[text.index(" <TASK>", cut) : text.index(" </TASK>", cut)]
+    assert any(line.startswith(" unplug_remove+") and "[cdev_unplug_rfc]" in line for line in trace)
+    assert mount.read("proc/sys/kernel/tainted") == "512\n"  # W
+    assert mount.read(f"{CTL}/devices/cdev_unplug_rfc.0/readers") == "1\n"  # still asleep
+    reader.terminate()
+    reader.communicate(timeout=60)
+    assert wait_until(lambda: mount.read(f"{CTL}/devices/cdev_unplug_rfc.0/readers") == "0\n")
+    assert not any(line.startswith("BUG: KASAN") for line in mount.kmsg_text())
 
 
 def test_nonblocking_read_poll_and_data(mount: Mount) -> None:

@@ -9,7 +9,8 @@ them reads like the fix:
 ``foo``                           a correct driver that keeps no files open
 ``cdev_devm`` / ``cdev_refcounted``  the devres article: devm data behind an open file / the fix
 ``cdev_revoke``                   NetBSD audio detach: revoke the files, drain, then free
-``cdev_unplug``                   the V4L2 unplug RFC: enter/exit sections, unplug wakes and waits
+``cdev_unplug_rfc`` / ``cdev_unplug``  the V4L2 unplug RFC: enter/exit sections; as posted,
+                                  unplug waits for a blocked read / solved, it wakes it first
                                   (also the camera of the ``camera`` scenario, as /dev/video0)
 ``cdev_irq_devm`` / ``cdev_irq_fixed``  the devres article's IRQ that outlives remove() / the fix
 ``cdev_modref_racy`` / ``cdev_modref_locked``  the 2002 driverfs module race / under a lock

@@ -1,11 +1,15 @@
 """cdev_unplug: a driver on the V4L2 unplug RFC ("v4l: v4l2-dev: Add infrastructure to protect
-device unplug race", :mod:`.v4l2_dev`).
+device unplug race", :mod:`.v4l2_dev`), with the RFC's open question answered: unplug wakes the
+blocked operations.
 
 Its file operations use device-managed resources (devm_kzalloc(): freed by devres after
 remove()) inside enter/exit sections. remove() calls video_device_unplug(), which refuses new
-sections (ENODEV), wakes the readers blocked in one, and waits until every section has
-exited: only then does remove() return and devres free the resources. The files' own state
-is reference counted, so a close after the unbind is safe too.
+sections (ENODEV), wakes the readers blocked in one (probe pointed the video device's ``queue``
+at the queue they sleep on, and a woken reader that sees the unplug leaves with ENODEV), and
+waits until every section has exited: only then does remove() return and devres free the
+resources. The files' own state is reference counted, so a close after the unbind is safe too.
+
+The RFC as posted is cdev_unplug_rfc.py: ``diff cdev_unplug_rfc.py cdev_unplug.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from fakesys.drivers.v4l2_dev import (
     VideoDeviceUnplug,
     video_device_enter,
     video_device_exit,
-    video_device_init,
     video_device_unplug,
 )
 from fakesys.linux import (
@@ -147,9 +150,9 @@ unplug_fops = FileOperations(
 async def unplug_probe(pdev: PlatformDevice) -> None:
     udev = kzalloc(UnplugDev)
     kref_init(udev.ref)
-    video_device_init(udev.vdev)
     udev.res = devm_kzalloc(pdev, UnplugResources)
     lifetime_rx_init(udev.rx, pdev)
+    udev.vdev.queue = udev.rx.wait  # where unplug wakes the blocked readers
     irq = platform_get_irq(pdev, 0)
     request_irq(irq, lifetime_rx_irq, 0, "cdev_unplug", udev.rx)
     try:
@@ -165,7 +168,7 @@ async def unplug_remove(pdev: PlatformDevice) -> None:
     udev = platform_get_drvdata(pdev)
     assert isinstance(udev, UnplugDev)
     await lifetime_node_del(unplug_nodes, udev.cdev, udev.dev)
-    await video_device_unplug(udev.vdev, udev.rx.wait)
+    await video_device_unplug(udev.vdev)
     free_irq(platform_get_irq(pdev, 0), udev.rx)
     kref_put(udev.ref, unplug_free)
 

@@ -100,11 +100,13 @@ class Taint:
         return Attribute(show, store, sysfs=False)
 
 
-def warn(kernel: Kernel, message: str, where: str, function: str) -> None:
+def warn(
+    kernel: Kernel, message: str, where: str, function: str, module: str | None = None
+) -> None:
     """WARN(): the "cut here" report of kernel/panic.c __warn(), then taint W.
 
     ``where`` is the ``file:line`` of the WARN, ``function`` the function it is in (the
-    innermost frame of the trace)."""
+    innermost frame of the trace) and ``module`` the module that function is in, if any."""
     from .kallsyms import symbol  # noqa: PLC0415 (kallsyms imports nothing of this module)
     from .stacktrace import stack  # noqa: PLC0415
 
@@ -112,7 +114,7 @@ def warn(kernel: Kernel, message: str, where: str, function: str) -> None:
     log.emit(KERN_WARNING, "------------[ cut here ]------------")
     log.emit(KERN_WARNING, message)
     task = current()
-    log.emit(KERN_WARNING, f"WARNING: CPU: 0 PID: {task.pid} at {where} {symbol(function)}")
+    log.emit(KERN_WARNING, f"WARNING: CPU: 0 PID: {task.pid} at {where} {symbol(function, module)}")
     log.emit(KERN_WARNING, f"Modules linked in: {' '.join(reversed(list(kernel.modules)))}")
     for line in kernel.dump_stack_header():
         log.emit(KERN_WARNING, line)

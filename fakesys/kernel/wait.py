@@ -67,6 +67,36 @@ async def wait_event_interruptible(wq: WaitQueueHead, condition: Callable[[], ob
                 hw.readers -= 1
 
 
+async def wait_event_timeout(
+    wq: WaitQueueHead, condition: Callable[[], object], timeout: int
+) -> int:
+    """Sleep, uninterruptibly, until ``condition()`` is true or ``timeout`` jiffies of the
+    engine's clock have passed: 0 if the time ran out with the condition false, else what was
+    left of it (at least 1)."""
+    from .calls import current_kernel  # noqa: PLC0415 (calls is above this module)
+    from .workqueue import HZ, NSEC_PER_SEC  # noqa: PLC0415
+
+    clock = current_kernel().clock
+    deadline_ns = clock.now_ns() + timeout * NSEC_PER_SEC // HZ
+    while not condition():
+        if clock.now_ns() >= deadline_ns:
+            return 0
+        wq._lock("prepare_to_wait_event")
+        # TASK_UNINTERRUPTIBLE: shielded from the caller's signals, ended by the timer.
+        with trio.CancelScope(shield=True) as sleep:
+            async with trio.open_nursery() as nursery:
+
+                async def expire() -> None:
+                    await clock.sleep_until_ns(deadline_ns)
+                    sleep.cancel()
+
+                nursery.start_soon(expire)
+                await wq._lot.park()
+                nursery.cancel_scope.cancel()
+    left_ns = deadline_ns - clock.now_ns()
+    return max(1, -(-left_ns * HZ // NSEC_PER_SEC))
+
+
 def wake_up(wq: WaitQueueHead) -> None:
     """wake_up(), wake_up_interruptible(), wake_up_all(): every sleeper checks its condition
     again, and pollers are told."""

@@ -2,8 +2,11 @@
 # The V4L2 unplug RFC (Laurent Pinchart) -- video_device_enter()/exit() and video_device_unplug().
 #
 # Operations that use device resources run in counted sections. Unplug refuses new entries,
-# wakes blocked operations, waits for the sections in flight to exit, and only then lets the
-# driver free the resources. The devm driver, without sections, frees them under the read.
+# waits for the sections in flight to exit, and only then lets the driver free the resources.
+#   dev/unplug0     solved: unplug also wakes blocked operations, which leave with ENODEV
+#   dev/unplugrfc0  as posted ("blocking operations need to be unblocked at unbind time"):
+#                   unplug waits for a blocked read until data comes, or gives up after
+#                   150 s with a WARN and frees the device under it
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 mark=$(kmsg_mark)
@@ -42,5 +45,44 @@ rm -f "$tmp"
 expect_no_report "unplug" "$mark"
 expect_eq "taint" "$taint_before" "$(taint)"
 rebind cdev_unplug cdev_unplug.0
+
+rfc_unbind=$drivers/cdev_unplug_rfc/unbind
+# blocked_rfc_reader: a read of dev/unplugrfc0 blocked for data, then an unbind in remove();
+# sets $reader, $unbinder and $tmp
+blocked_rfc_reader() {
+  tmp=$(mktemp)
+  head -c 5 dev/unplugrfc0 > "$tmp" 2>&1 &
+  reader=$!
+  wait_readers cdev_unplug_rfc.0 1
+  echo cdev_unplug_rfc.0 > $rfc_unbind &
+  unbinder=$!
+  poll "[ ! -e dev/unplugrfc0 ]" || fail "the unbind did not reach remove()"
+}
+
+say "as posted: unplug waits for a blocked reader until data comes"
+blocked_rfc_reader
+expect_eq "unbind behind the blocked read" waiting "$(in_flight $unbinder)"
+echo -n hello > $ctl/devices/cdev_unplug_rfc.0/feed
+wait $reader
+expect_eq "the read gets its data" hello "$(cat "$tmp")"
+wait $unbinder
+expect_eq "the unbind, after the read" 0 "$?"
+rm -f "$tmp"
+rebind cdev_unplug_rfc cdev_unplug_rfc.0
+
+say "as posted: with no data, unplug gives up after 150 s and WARNs"
+mark=$(kmsg_mark)
+blocked_rfc_reader
+echo 150 > $ctl/advance_clock
+wait $unbinder
+expect_eq "the warning" "Timeout waiting for device access to complete" \
+  "$(kmsg_since "$mark" | grep -m1 -A1 'cut here' | tail -1)"
+expect_eq "taint W" 512 "$(( $(taint) & 512 ))"
+expect_eq "the reader, asleep on a device that is gone" 1 \
+  "$(cat $ctl/devices/cdev_unplug_rfc.0/readers)"
+kill $reader
+wait $reader 2>/dev/null
+rm -f "$tmp"
+rebind cdev_unplug_rfc cdev_unplug_rfc.0
 
 finish

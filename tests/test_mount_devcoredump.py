@@ -603,3 +603,23 @@ def test_add_uevent_before_the_links_before_v6_7(mount: Mount) -> None:
     # held: events seen, the device's directory, its two links; done: the same after
     assert race("dump_early.0", "devcd1") == ["held 1 True False False", "done 0 True True"]
     assert race("dump_late.0", "devcd2") == ["held 0 True False False", "done 1 True True"]
+
+
+def test_seed_patch_still_pins_the_module_of_a_dump_that_owns_it(mount: Mount) -> None:
+    """Rodrigo Vivi's patch removes a dump when its failing device unbinds, but the dump
+    still holds try_module_get(owner): delete_module() checks the count before it would run
+    the exit that unbinds (kernel/module/main.c), so rmmod is refused while the dump lives,
+    and works once an unbind has removed it."""
+    refcnt = "sys/module/dump_seed_owner/refcnt"
+    rmmod = f"echo dump_seed_owner > {CTL}/delete_module"
+    dump(mount, "dump_seed_owner.0")
+    assert dumps(mount) == ["devcd1"]
+    assert mount.read(refcnt) == "1\n"
+    assert "Resource temporarily unavailable" in mount.sh(rmmod).stderr
+    assert mount.read("sys/module/dump_seed_owner/initstate") == "live\n"
+    assert dumps(mount) == ["devcd1"]  # the refused rmmod ran no exit, so nothing unbound
+    mount.sh("echo dump_seed_owner.0 > sys/bus/platform/drivers/dump_seed_owner/unbind", check=True)
+    assert gone(mount, "devcd1")  # the patch's devm action, from the work
+    assert mount.read(refcnt) == "0\n"
+    mount.sh(rmmod, check=True)
+    assert not (mount.path / "sys/module/dump_seed_owner").exists()

@@ -8,7 +8,8 @@
 #                          that era's locking, lockdep finds a three-way lock cycle
 #   fixed  (2025)          the same, with the fixed locking: clean
 #   seed   (the patch)     dumps are devres of the failing device: a driver that unbinds and
-#                          rebinds to recover loses the dump it just took
+#                          rebinds to recover loses the dump it just took, and a driver that
+#                          passes THIS_MODULE still cannot be removed while its dump lives
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 class=sys/class/devcoredump
@@ -74,6 +75,20 @@ dcd=$(dump_of dump_seed.0)
 echo dump_seed.0 > $drivers/dump_seed/unbind
 echo dump_seed.0 > $drivers/dump_seed/bind
 wait_gone "$dcd" && ok "the recovery lost the dump" || fail "the dump survived the recovery"
+
+say "seed: the module of a dump that owns it (THIS_MODULE)"
+coredump dump_seed_owner.0
+dcd=$(dump_of dump_seed_owner.0)
+expect_eq "module reference held by the dump" 1 "$(cat sys/module/dump_seed_owner/refcnt)"
+# delete_module() checks the count before it would run the exit that unbinds the device
+expect_error "rmmod while the dump exists" "Resource temporarily unavailable" \
+  bash -c "echo dump_seed_owner > $ctl/delete_module"
+echo dump_seed_owner.0 > $drivers/dump_seed_owner/unbind
+wait_gone "$dcd" && ok "the unbind removed the dump" || fail "the dump survived the unbind"
+echo dump_seed_owner > $ctl/delete_module
+expect_eq "rmmod after the unbind" absent \
+  "$([ -d sys/module/dump_seed_owner ] && echo present || echo absent)"
+echo dump_seed_owner > $ctl/init_module
 
 say "timeout, on the engine's clock"
 coredump dump_fixed.0

@@ -53,6 +53,7 @@ from typing import TypeVar as _TypeVar
 
 from .kernel.calls import current_kernel as _current_kernel
 from .kernel.calls import kernel_function as kernel_function
+from .kernel.calls import resume_module_code as _resume_module_code
 from .kernel.char_dev import MAJOR as MAJOR
 from .kernel.char_dev import MINOR as MINOR
 from .kernel.char_dev import MKDEV as MKDEV
@@ -370,6 +371,7 @@ async def hold_point(name: str, dev: Device | None = None) -> None:
     """Stop here while ``hold/<name>`` (or ``devices/<dev>/hold/<name>``) is armed, then
     pause for ``delay/<name>`` milliseconds of the engine's clock."""
     await _current_kernel().hold.reach(name, dev.physical() if dev is not None else None)
+    _resume_module_code()
 
 
 def DEFINE_HOLD_POINT(name: str, description: str) -> None:

@@ -308,3 +308,68 @@ def test_the_tree_answers_with_500_blocked_readers(mount: Mount, tmp_path: Path)
             holder.stdout.close()
         if holder.stdin is not None:
             holder.stdin.close()
+
+
+CLOSER = "import os, sys, time; os.close(os.open(sys.argv[1], os.O_RDONLY)); time.sleep(30)"
+
+
+def held_close(mount: Mount, node: str) -> subprocess.Popen[str]:
+    """A process that opens and closes ``node`` and then sleeps, its close's release stopped
+    at ``hold/close_return``: after the driver's module_put(), before it returns."""
+    mount.write(f"{CTL}/hold/close_return", "1")
+    closer = subprocess.Popen(
+        [sys.executable, "-c", CLOSER, f"dev/{node}"],
+        cwd=mount.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert wait_until(lambda: mount.read(f"{CTL}/hold/close_return") == "held\n", 20)
+    return closer
+
+
+def test_a_module_that_drops_its_count_in_its_close_can_go_before_it_returns(
+    mount: Mount,
+) -> None:
+    """Keith Owens, 2002: "the module does MOD_DEC_USE_COUNT() which can take the count to 0
+    but the close routine has not returned from the module yet". The unload goes through, and
+    the close returns into freed text: an oops on the instruction fetch, and the closing task
+    is killed (page_fault_oops(): SIGKILL)."""
+    closer = held_close(mount, "closeracy0")
+    assert mount.read("sys/module/cdev_close_racy/refcnt") == "0\n"
+    mount.sh(f"echo cdev_close_racy > {CTL}/delete_module", check=True)
+    assert not (mount.path / "sys/module/cdev_close_racy").exists()
+    mount.write(f"{CTL}/hold/close_return", "0")
+    closer.communicate(timeout=60)
+    assert closer.returncode == -9  # SIGKILL
+    text = mount.kmsg_text()
+    fault = text.index(next(line for line in text if line.startswith("BUG: unable to handle")))
+    assert text[fault + 1 : fault + 3] == [
+        "#PF: supervisor instruction fetch in kernel mode",
+        "#PF: error_code(0x0010) - not-present page",
+    ]
+    assert text[fault + 4].startswith("Oops: Oops: 0010 [#1] PREEMPT SMP KASAN")
+    assert re.fullmatch(r"RIP: 0010:0xffffffffc[0-9a-f]{7}", text[fault + 7])
+    assert text[fault + 8].startswith("Code: Unable to access opcode bytes at 0xffffffffc")
+    trace = text[text.index(" <TASK>", fault) + 1 : text.index(" </TASK>", fault)]
+    # the freed module's frames cannot be unwound: what follows is a guess, marked "?"
+    guessed = [line.split("+")[0] for line in trace[6:9]]
+    assert guessed == [" ? __fput", " ? task_work_run", " ? syscall_exit_to_user_mode"]
+    assert not any("cdev_close_racy]" in line for line in trace)
+    modules = next(line for line in text[fault:] if line.startswith("Modules linked in:"))
+    assert modules.endswith(" [last unloaded: cdev_close_racy]")
+    assert int(mount.read("proc/sys/kernel/tainted")) & 1 << 7  # D
+    mount.sh(f"echo cdev_close_racy > {CTL}/init_module", check=True)
+
+
+def test_the_caller_holding_the_count_around_close_keeps_rmmod_out(mount: Mount) -> None:
+    """The fix: the file operations name their owner, so chrdev_open() pinned the module for
+    the file (cdev->owner and fops->owner) and __fput() lets go only after ->release()."""
+    closer = held_close(mount, "closeheld0")
+    assert mount.read("sys/module/cdev_close_held/refcnt") == "2\n"
+    rmmod = f"echo cdev_close_held > {CTL}/delete_module"
+    assert "Resource temporarily unavailable" in mount.sh(rmmod).stderr
+    mount.write(f"{CTL}/hold/close_return", "0")
+    assert wait_until(lambda: mount.read("sys/module/cdev_close_held/refcnt") == "0\n")
+    mount.sh(rmmod, check=True)
+    closer.kill()
+    closer.communicate(timeout=60)
+    assert not any(line.startswith("BUG:") for line in mount.kmsg_text())
+    assert mount.read("proc/sys/kernel/tainted") == "0\n"

@@ -14,6 +14,8 @@ them reads like the fix:
                                   (also the camera of the ``camera`` scenario, as /dev/video0)
 ``cdev_irq_devm`` / ``cdev_irq_fixed``  the devres article's IRQ that outlives remove() / the fix
 ``cdev_modref_racy`` / ``cdev_modref_locked``  the 2002 driverfs module race / under a lock
+``cdev_close_racy`` / ``cdev_close_held``  the 2002 close race: the count dropped inside the
+                                  module's own close / held by the caller around it
 ``dump_legacy`` / ``dump_put``    a dumping driver that leaves its dump behind at unbind / that
                                   calls dev_coredump_put() from a devm action (as Xe does)
 ``dump_standalone``               a dump of standalone data (dev_coredumpv(), as iwlwifi's)

@@ -4,9 +4,11 @@ Owens on LKML, "Re: Driverfs updates", July 2002).
 In the style of its time, the driver counts its module itself instead of leaving it to the
 character-device core (its file operations have no owner): open() looks its driver up and
 then takes the driver's module reference with get_driver(). Nothing stops the module from
-being unloaded in between (``hold/module_get``): the unload frees the module's memory, and
-get_driver() reads ``drv->owner`` from freed memory. Its module is going, so the reference
-cannot be had, and the open fails with ENXIO.
+being unloaded in between (``hold/module_get``): the unload frees the module's memory, its
+code included, and the open, asleep in that code, wakes up in freed text: a page-fault oops
+on the instruction fetch, and the opener is killed. (Keith Owens' point: the code that takes
+the reference must be built in. Built-in code reading ``drv->owner`` from the freed module
+gets a KASAN vmalloc-out-of-bounds report, then the same fault on the unmapped page.)
 
 The fix is cdev_modref_locked.py: ``diff cdev_modref_racy.py cdev_modref_locked.py``.
 """

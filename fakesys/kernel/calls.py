@@ -10,6 +10,11 @@ driver's own helpers get a frame with :func:`kernel_function`.
 The kernel being run is known here too (:func:`current_kernel`), for the few calls of the
 driver API that have no object to find it from (``kzalloc``, ``alloc_chrdev_region``).
 
+The module whose code runs is known too: a driver function that sleeps while its module is
+unloaded wakes up in freed text. :func:`resume_module_code` is called where
+a sleep returns to driver code (and where a driver function returns to its caller), and ends
+the task with the page-fault oops an instruction fetch there gives.
+
 Error injection is the kernel's fail_function (kernel/fail_function.c): a function in
 ``Kernel.fail_function`` returns that errno instead of running, which is how a scenario's
 ``probe_errno`` makes a probe fail. It is keyed by the function itself, as the kernel's is by
@@ -36,6 +41,10 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _kernel: contextvars.ContextVar[Kernel | None] = contextvars.ContextVar("kernel", default=None)
+#: The module whose code runs now (None: built-in code).
+_code_module: contextvars.ContextVar[Module | None] = contextvars.ContextVar(
+    "code_module", default=None
+)
 
 
 def current_kernel() -> Kernel:
@@ -71,9 +80,33 @@ def module_of(fn: Callable[..., object]) -> Module | None:
     return module if isinstance(module, Module) else None
 
 
-def _symbol(fn: Callable[..., object]) -> tuple[str, str | None]:
+def resume_module_code() -> None:
+    """The running task goes back to the code of the module of the innermost driver function
+    (a sleep in it ends, or a function it called returns): if the module was unloaded
+    meanwhile, its text is gone and the instruction fetch faults."""
+    module = _code_module.get()
+    if module is not None and module.freed:
+        from .panic import module_text_fault  # noqa: PLC0415 (panic is below this module)
+
+        module_text_fault(current_kernel(), module)
+
+
+@contextlib.contextmanager
+def _in_function(kernel: Kernel | None, fn: Callable[..., object]) -> Iterator[None]:
+    """Run as ``fn``: on ``kernel``, as the code of its module, in its frame."""
     module = module_of(fn)
-    return getattr(fn, "__name__", type(fn).__name__), module.name if module else None
+    kernel_token = _kernel.set(kernel)
+    module_token = _code_module.set(module)
+    try:
+        with frame(_name(fn), module=module.name if module is not None else None):
+            yield
+    finally:
+        _code_module.reset(module_token)
+        _kernel.reset(kernel_token)
+
+
+def _name(fn: Callable[..., object]) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)
 
 
 def _injected(kernel: Kernel, fn: Callable[..., object]) -> None:
@@ -85,52 +118,43 @@ def _injected(kernel: Kernel, fn: Callable[..., object]) -> None:
 async def call(kernel: Kernel, fn: Callable[..., object], *args: Any) -> Any:
     """Run driver function ``fn`` (async or not) in its own frame, on ``kernel``; its
     result."""
-    name, module = _symbol(fn)
-    token = _kernel.set(kernel)
-    try:
-        with frame(name, module=module):
-            _injected(kernel, fn)
-            result = fn(*args)
-            if inspect.isawaitable(result):
-                return await result
-            return result
-    finally:
-        _kernel.reset(token)
+    with _in_function(kernel, fn):
+        _injected(kernel, fn)
+        result = fn(*args)
+        if inspect.isawaitable(result):
+            return await result
+        return result
 
 
 def call_atomic(kernel: Kernel, fn: Callable[..., R], *args: Any) -> R:
     """Run a driver function that must not sleep (an interrupt handler, a tasklet, a timer,
     poll, a release callback) in its own frame."""
-    name, module = _symbol(fn)
-    token = _kernel.set(kernel)
-    try:
-        with frame(name, module=module):
-            _injected(kernel, fn)
-            result = fn(*args)
-            if inspect.isawaitable(result):
-                raise TypeError(f"{name} runs in atomic context and cannot sleep (async def)")
-            return result
-    finally:
-        _kernel.reset(token)
+    with _in_function(kernel, fn):
+        _injected(kernel, fn)
+        result = fn(*args)
+        if inspect.isawaitable(result):
+            raise TypeError(f"{_name(fn)} runs in atomic context and cannot sleep (async def)")
+        return result
 
 
 def kernel_function(fn: Callable[P, R]) -> Callable[P, R]:
     """Give a driver's own helper function a frame of its own in reports (a function the
-    compiler did not inline). Works on ``def`` and ``async def``."""
+    compiler did not inline). Works on ``def`` and ``async def``; an async one that returns
+    to a caller whose module went while it slept faults there (:func:`resume_module_code`)."""
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
         async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            name, module = _symbol(fn)
-            with frame(name, module=module):
-                return await fn(*args, **kwargs)
+            with _in_function(_kernel.get(), fn):
+                result = await fn(*args, **kwargs)
+            resume_module_code()
+            return result
 
         return async_wrapper  # type: ignore[return-value]
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        name, module = _symbol(fn)
-        with frame(name, module=module):
+        with _in_function(_kernel.get(), fn):
             return fn(*args, **kwargs)
 
     return wrapper

@@ -64,6 +64,10 @@ class Kernel:
         self.log = PrintkBuffer(self.clock.now_ns)
         self.kernfs = KernfsRoot(warn=self._kernfs_warning)
         self.taint = Taint()
+        #: Oopses so far: die_counter of arch/x86/kernel/dumpstack.c, the ``[#n]``.
+        self.die_counter = 0
+        #: The name of the module rmmod removed last (kernel/module/main.c).
+        self.last_unloaded_module = ""
         self.lockdep = Lockdep(self)
         self.kasan = Kasan(
             self.log, self.taint, self.dump_stack_header, self.lockdep.debug_locks_off

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .calls import current_kernel
+from .calls import current_kernel, resume_module_code
 from .lockdep import LD_WAIT_SLEEP, LD_WAIT_SPIN, LockClass
 from .slab import Embedded
 from .stacktrace import current_frames, frame
@@ -102,6 +102,7 @@ async def mutex_lock(lock: Mutex) -> None:
     kernel = current_kernel()
     lock._acquire(kernel, "__mutex_lock")
     await lock._lock.acquire()
+    resume_module_code()
 
 
 async def mutex_lock_interruptible(lock: Mutex) -> None:

@@ -214,6 +214,8 @@ class Module:
         self.memory: list[Object] = []
         #: The devcoredump core this module's dumps go to, if not the kernel's.
         self.devcoredump_core: str | None = None
+        #: free_module() ran: the module's memory, text included, is unmapped.
+        self.freed = False
 
     def __repr__(self) -> str:
         return f"<Module {self.name}>"
@@ -357,6 +359,7 @@ class Module:
         with frame("free_module"):
             for memory in self.memory:
                 self.kernel.slab.kfree(memory, stack("execmem_free"))
+        self.freed = True
 
 
 # -- loading driver files --
@@ -596,6 +599,7 @@ async def delete_module(kernel: Kernel, name: str) -> None:
         for fn in reversed(mod.exits):
             await call(kernel, fn)
     await mod.free_module()
+    kernel.last_unloaded_module = name  # what print_modules() names after the list
 
 
 def _show(fn: Callable[[Module], object]) -> Callable[[Module], str]:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
 from . import stacktrace
+from .kasan import MODULE_MEMORY
 from .sched import Task, current
 
 if TYPE_CHECKING:
@@ -74,12 +75,22 @@ class Object:
 
     def access(self, offset: int, size: int, *, write: bool) -> bool:
         """Touch ``size`` bytes at ``offset`` from the current stack (taken only when there is
-        something to report); returns False, after a KASAN report, if the object was freed."""
+        something to report); returns False, after a KASAN report, if the object was freed.
+
+        Freed module memory is also unmapped (vfree() of VM_FLUSH_RESET_PERMS memory flushes
+        the TLB at once): after KASAN's report, the access itself faults, and the task dies
+        in the oops."""
         if not self.freed:
             return True
-        self.slab.kasan.report_use_after_free(
-            self, offset, size, write=write, stack=stacktrace.stack()
-        )
+        stack = stacktrace.stack()
+        self.slab.kasan.report_use_after_free(self, offset, size, write=write, stack=stack)
+        if self.cache == MODULE_MEMORY:
+            from .calls import current_kernel  # noqa: PLC0415 (calls is above this module)
+            from .panic import X86_PF_WRITE, page_fault_oops  # noqa: PLC0415
+
+            error_code = X86_PF_WRITE if write else 0
+            rip = stack[0] if stack else "0x0"
+            page_fault_oops(current_kernel(), self.addr + offset, error_code, rip)
         return False
 
 

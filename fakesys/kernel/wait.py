@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .calls import current_kernel, resume_module_code
 from .slab import Embedded
 from .stacktrace import frame
 
@@ -65,6 +66,7 @@ async def wait_event_interruptible(wq: WaitQueueHead, condition: Callable[[], ob
         finally:
             if hw is not None:
                 hw.readers -= 1
+    resume_module_code()
 
 
 async def wait_event_timeout(
@@ -73,13 +75,13 @@ async def wait_event_timeout(
     """Sleep, uninterruptibly, until ``condition()`` is true or ``timeout`` jiffies of the
     engine's clock have passed: 0 if the time ran out with the condition false, else what was
     left of it (at least 1)."""
-    from .calls import current_kernel  # noqa: PLC0415 (calls is above this module)
-    from .workqueue import HZ, NSEC_PER_SEC  # noqa: PLC0415
+    from .workqueue import HZ, NSEC_PER_SEC  # noqa: PLC0415 (workqueue is above this module)
 
     clock = current_kernel().clock
     deadline_ns = clock.now_ns() + timeout * NSEC_PER_SEC // HZ
     while not condition():
         if clock.now_ns() >= deadline_ns:
+            resume_module_code()
             return 0
         wq._lock("prepare_to_wait_event")
         # TASK_UNINTERRUPTIBLE: shielded from the caller's signals, ended by the timer.
@@ -93,6 +95,7 @@ async def wait_event_timeout(
                 nursery.start_soon(expire)
                 await wq._lot.park()
                 nursery.cancel_scope.cancel()
+    resume_module_code()
     left_ns = deadline_ns - clock.now_ns()
     return max(1, -(-left_ns * HZ // NSEC_PER_SEC))
 

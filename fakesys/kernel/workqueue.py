@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .calls import call, current_kernel
+from .calls import call, current_kernel, resume_module_code
 from .lockdep import RCU_READ_LOCK, LockClass, held, static_addr, work_class
 from .sched import run_as_kernel_thread
 from .slab import Embedded
@@ -306,7 +306,8 @@ async def cancel_work_sync(work: WorkStruct) -> bool:
         work.touch(0, 8, write=True)
         was_pending = work.cancel()
         await work.flush()
-        return was_pending
+    resume_module_code()
+    return was_pending
 
 
 cancel_delayed_work_sync = cancel_work_sync
@@ -316,8 +317,10 @@ async def flush_work(work: WorkStruct) -> None:
     with frame("flush_work"):
         work.touch(0, 8, write=False)
         await work.flush()
+    resume_module_code()
 
 
 async def flush_delayed_work(dwork: DelayedWork) -> None:
     dwork.touch(0, 8, write=False)
     await dwork.flush()
+    resume_module_code()

@@ -1,0 +1,156 @@
+"""cdev_close_held: the fix of cdev_close_racy (the 2002 driverfs thread, Keith Owens on LKML,
+"Re: Driverfs updates", July 2002: "Bumping the use count around the close call closes that
+race").
+
+The driver still drops its own reference at the end of its close, but the caller holds one
+around the close: its file operations name their owner, so the character-device core pins the
+module for as long as the file is open and __fput() lets go only once ->release() has returned.
+An rmmod while the close is in its last instructions (``hold/close_return``) finds the count
+above zero and fails with EWOULDBLOCK; once the close has returned, it succeeds.
+``diff cdev_close_racy.py cdev_close_held.py`` is the fix.
+"""
+
+from __future__ import annotations
+
+from fakesys.drivers.lifetime import (
+    POLLERR,
+    POLLHUP,
+    LifetimeRx,
+    lifetime_class,
+    lifetime_node_add,
+    lifetime_node_del,
+    lifetime_rx_copy,
+    lifetime_rx_init,
+    lifetime_rx_irq,
+    lifetime_rx_poll,
+    lifetime_rx_wait,
+)
+from fakesys.linux import (
+    DEFINE_HOLD_POINT,
+    ENODEV,
+    ENXIO,
+    Cdev,
+    Device,
+    ErrnoError,
+    File,
+    FileOperations,
+    Inode,
+    Kref,
+    PlatformDevice,
+    PlatformDriver,
+    Struct,
+    container_of,
+    free_irq,
+    hold_point,
+    kfree,
+    kref_get,
+    kref_init,
+    kref_put,
+    kzalloc,
+    module_platform_driver,
+    module_put,
+    platform_get_drvdata,
+    platform_get_irq,
+    platform_set_drvdata,
+    request_irq,
+    this_module,
+    try_module_get,
+    wake_up,
+)
+
+THIS_MODULE = this_module()
+DRIVER_NAME = "cdev_close_held"
+close_nodes = lifetime_class("closeheld")
+DEFINE_HOLD_POINT("close_return", "in a cdev_close driver's release(), after its module_put()")
+
+
+class CloseDev(Struct, var="cdev_priv"):
+    """struct close_dev: one bound device, reference counted by its open files."""
+
+    ref: Kref
+    cdev: Cdev
+    rx: LifetimeRx
+    dev: Device
+    gone: bool
+
+
+def to_priv(file: File) -> CloseDev:
+    priv = file.private_data
+    assert isinstance(priv, CloseDev)
+    return priv
+
+
+def close_free(ref: Kref) -> None:
+    kfree(container_of(ref, CloseDev, "ref"))
+
+
+async def close_open(inode: Inode, file: File) -> None:
+    priv = container_of(inode.i_cdev, CloseDev, "cdev")
+    if not try_module_get(THIS_MODULE):
+        raise ErrnoError(ENXIO)
+    if priv.gone:
+        module_put(THIS_MODULE)
+        raise ErrnoError(ENODEV)
+    kref_get(priv.ref)
+    file.private_data = priv
+
+
+async def close_read(file: File, count: int) -> bytes:
+    priv = to_priv(file)
+    await lifetime_rx_wait(priv.rx, file, lambda: priv.gone)
+    if priv.gone:
+        raise ErrnoError(ENODEV)
+    return await lifetime_rx_copy(priv.rx, count)
+
+
+def close_poll(file: File) -> int:
+    priv = to_priv(file)
+    if priv.gone:
+        return POLLERR | POLLHUP
+    return lifetime_rx_poll(priv.rx, file)
+
+
+async def close_release(inode: Inode, file: File) -> None:
+    priv = to_priv(file)
+    hw = priv.rx.hw
+    kref_put(priv.ref, close_free)
+    module_put(THIS_MODULE)
+    await hold_point("close_return", hw)  # still in the module's code
+
+
+close_fops = FileOperations(
+    owner=THIS_MODULE,
+    open=close_open,
+    read=close_read,
+    poll=close_poll,
+    release=close_release,
+)
+
+
+async def close_probe(pdev: PlatformDevice) -> None:
+    priv = kzalloc(CloseDev)
+    kref_init(priv.ref)
+    lifetime_rx_init(priv.rx, pdev)
+    irq = platform_get_irq(pdev, 0)
+    request_irq(irq, lifetime_rx_irq, 0, DRIVER_NAME, priv.rx)
+    try:
+        priv.dev = await lifetime_node_add(close_nodes, pdev, priv.cdev, close_fops)
+    except ErrnoError:
+        free_irq(irq, priv.rx)
+        kref_put(priv.ref, close_free)
+        raise
+    platform_set_drvdata(pdev, priv)
+
+
+async def close_remove(pdev: PlatformDevice) -> None:
+    priv = platform_get_drvdata(pdev)
+    assert isinstance(priv, CloseDev)
+    await lifetime_node_del(close_nodes, priv.cdev, priv.dev)
+    free_irq(platform_get_irq(pdev, 0), priv.rx)
+    priv.gone = True
+    wake_up(priv.rx.wait)
+    kref_put(priv.ref, close_free)
+
+
+close_driver = PlatformDriver(name=DRIVER_NAME, probe=close_probe, remove=close_remove)
+module_platform_driver(close_driver)

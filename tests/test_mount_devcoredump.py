@@ -256,14 +256,15 @@ def test_legacy_read_after_unbind_uses_freed_state_and_pins_the_module(mount: Mo
     mount.sh(rmmod, check=True)
 
 
-def lock_cycle(mount: Mount, era: str) -> list[str]:
-    """A write deletes one dump; the next is deleted by dev_coredump_put() at unbind."""
+def lock_cycle(mount: Mount, era: str, first: int = 1) -> list[str]:
+    """A write deletes one dump; the next is deleted by dev_coredump_put() at unbind. The
+    dumps are devcd<first> and the next."""
     device = f"sys/devices/platform/dump_{era}.0"
     dump(mount, f"dump_{era}.0")
     mount.sh(f"echo 1 > {device}/devcoredump/data", check=True)
-    assert gone(mount, "devcd1")
+    assert gone(mount, f"devcd{first}")
     dump(mount, f"dump_{era}.0")
-    assert dumps(mount) == ["devcd2"]
+    assert dumps(mount) == [f"devcd{first + 1}"]
     mount.sh(f"echo dump_{era}.0 > sys/bus/platform/drivers/dump_{era}/unbind", check=True)
     assert dumps(mount) == []  # deleted by the unbind, synchronously
     return mount.kmsg_text()
@@ -506,14 +507,26 @@ def test_debug_locks_back_on_reboots_the_checkers_so_no_splat_follows_taint_b(
     mark = mount.kmsg_mark()
     mount.sh(f"echo 1 > {CTL}/debug_locks", check=True)
     assert mount.kmsg_text(since=mark) == [
-        "fakesys: debug_locks re-enabled from the control plane; taint 32 cleared; "
-        "lock debugging and KASAN report again, as after a reboot"
+        "fakesys: debug_locks re-enabled from the control plane: taint 32 cleared, lock "
+        "dependencies forgotten, KASAN and oops reports reset, as after a reboot"
     ]
     assert mount.read("proc/sys/kernel/tainted") == "0\n"
     assert mount.read(f"{CTL}/debug_locks") == "1\n"
     text = lock_cycle(mount, "put")
     start = text.index("WARNING: possible circular locking dependency detected")
     assert text[start + 1] == "6.18.0-fakesys #1 Not tainted"
+    # the report turned lock debugging off; on again, the same cycle is reported again, as
+    # it would be on a kernel booted afresh (lockdep learns its dependencies anew)
+    assert mount.read(f"{CTL}/debug_locks") == "0\n"
+    mount.sh(f"echo 1 > {CTL}/debug_locks", check=True)
+    mark = mount.kmsg_mark()
+    mount.sh("echo dump_put.0 > sys/bus/platform/drivers/dump_put/bind", check=True)
+    again = lock_cycle(mount, "put", first=3)
+    assert again.count("WARNING: possible circular locking dependency detected") == 2
+    assert (
+        mount.kmsg_text(since=mark).count("WARNING: possible circular locking dependency detected")
+        == 1
+    )
 
 
 DUMPS = str(Path(__file__).parent / "scenarios" / "dumps.toml")

@@ -78,23 +78,26 @@ async def _debug_locks_store(kernel: Kernel, buf: bytes) -> int:
 
     A real kernel never turns lock debugging back on: after the first report or taint it stays
     off until reboot, so no lockdep report ever follows taint B. Scripts that share one mount
-    still need lockdep for their own step. So turning it back on resets all the one-shot
-    checkers as a reboot would: the taint is cleared and KASAN may report again, and the log
-    says so. Reports after that read as from a freshly booted kernel, as they would be."""
+    still need lockdep for their own step. So turning it back on reboots the checkers, and the
+    log says what it did: the taint is cleared, lockdep forgets the dependencies it learnt (a
+    cycle it reported is reported again when it closes again), KASAN may report again, and
+    oopses are counted from #1. Reports after that read as from a freshly booted kernel, as
+    they would be; the devices, modules and dumps stay as they are."""
     if not kstrtobool(buf_to_str(buf)):
         kernel.lockdep.debug_locks_off()
         return len(buf)
     if kernel.lockdep.debug_locks:
         return len(buf)
-    kernel.lockdep.debug_locks = True
     tainted = kernel.taint.mask
     kernel.taint.clear()
-    kernel.kasan.reported = False
-    note = f"; taint {tainted} cleared" if tainted else ""
+    kernel.lockdep.reset()
+    kernel.kasan.reset()
+    kernel.die_counter = 0
+    note = f"taint {tainted} cleared, " if tainted else ""
     kernel.log.emit(
         KERN_WARNING,
-        f"fakesys: debug_locks re-enabled from the control plane{note}; lock debugging and "
-        "KASAN report again, as after a reboot",
+        f"fakesys: debug_locks re-enabled from the control plane: {note}lock dependencies "
+        "forgotten, KASAN and oops reports reset, as after a reboot",
     )
     return len(buf)
 

@@ -78,6 +78,11 @@ class Kasan:
         self._cpu_line = cpu_line
         self._debug_locks_off = debug_locks_off
 
+    def reset(self) -> None:
+        """No report made yet, as after boot."""
+        self.reported = False
+        self._last = None
+
     def _enabled(self) -> bool:
         # report_enabled(): one report per boot unless multi-shot.
         if self.multi_shot:

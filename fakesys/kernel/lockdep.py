@@ -161,6 +161,11 @@ class Lockdep:
         self._deps: dict[LockClass, dict[LockClass, Frames]] = {}
         self._active_classes: dict[str, LockClass] = {}
 
+    def reset(self) -> None:
+        """Lock debugging on, with no dependency learnt: as lockdep is after boot."""
+        self.debug_locks = True
+        self._deps.clear()
+
     def debug_locks_off(self) -> bool:
         """Turn lock debugging off; True if it was on (debug_locks_off())."""
         was_on = self.debug_locks

@@ -287,7 +287,7 @@ def test_put_era_lock_cycle_is_reported_as_in_the_fix(mount: Mount) -> None:
     )
     assert re.fullmatch(
         r"[0-9a-f]{16} \(&devcd->mutex\)\{\+\.\+\.\}-\{3:3\}, "
-        r"at: devcd_free\+.*",
+        r"at: dev_coredump_put\+.*",
         report[7],
     )
     chains = [line for line in report if line.startswith("-> #")]
@@ -322,15 +322,24 @@ def test_put_era_lock_cycle_is_reported_as_in_the_fix(mount: Mount) -> None:
         "worker_thread",
         "kthread",
         "ret_from_fork",
+        "ret_from_fork_asm",
     ]
-    assert chain(0)[:5] == [
+    # devcd_free() is inlined into dev_coredump_put(), as in the splat
+    assert chain(0)[:6] == [
         "__lock_acquire",
         "lock_acquire",
         "__flush_work",
         "flush_delayed_work",
-        "devcd_free",
+        "dev_coredump_put",
+        "dumper_devcoredump_fini",
     ]
-    assert "dev_coredump_put" in chain(0)
+    assert chain(0)[6:11] == [
+        "devm_action_release",
+        "release_nodes",
+        "devres_release_all",
+        "device_unbind_cleanup",
+        "device_release_driver_internal",
+    ]
     assert chain(0)[chain(0).index("unbind_store") :] == [
         "unbind_store",
         "drv_attr_store",
@@ -361,7 +370,7 @@ def test_put_era_lock_cycle_is_reported_as_in_the_fix(mount: Mount) -> None:
         "(sb_writers#5){.+.+}-{0:0}, at: ksys_write",
         "(&of->mutex#2){+.+.}-{3:3}, at: kernfs_fop_write_iter",
         "(&dev->mutex){....}-{3:3}, at: device_release_driver_internal",
-        "(&devcd->mutex){+.+.}-{3:3}, at: devcd_free",
+        "(&devcd->mutex){+.+.}-{3:3}, at: dev_coredump_put",
         "(rcu_read_lock){....}-{1:2}, at: __flush_work",
     ]
     backtrace = report.index("stack backtrace:")
@@ -636,3 +645,37 @@ def test_seed_patch_still_pins_the_module_of_a_dump_that_owns_it(mount: Mount) -
     assert mount.read(refcnt) == "0\n"
     mount.sh(rmmod, check=True)
     assert not (mount.path / "sys/module/dump_seed_owner").exists()
+
+
+def test_a_report_from_the_deletion_work_names_its_worker(mount: Mount) -> None:
+    """The dump of an unbound legacy driver is freed by devcd_del(), on system_wq: the
+    driver's free callback touches its freed state in the worker, whose dump says so
+    (print_worker_info(): "Workqueue: events devcd_del") and whose stack starts at
+    ret_from_fork_asm (x86, v6.7)."""
+    mount.sh(f"echo 1 > {CTL}/kasan_multi_shot", check=True)
+    dump(mount, "dump_legacy.0")
+    mount.sh("echo dump_legacy.0 > sys/bus/platform/drivers/dump_legacy/unbind", check=True)
+    mark = mount.kmsg_mark()
+    mount.sh(f"echo 1 > {CLASS}/devcd1/data", check=True)
+    assert gone(mount, "devcd1")
+    text = mount.kmsg_text(since=mark)
+    bug = text.index(next(line for line in text if line.startswith("BUG: KASAN")))
+    assert text[bug].startswith("BUG: KASAN: slab-use-after-free in dumper_coredump_free+")
+    assert text[bug + 1].endswith(" by task kworker/0:1/10")
+    assert text[bug + 3].startswith("CPU: 0 UID: 0 PID: 10 Comm: kworker/0:1 Not tainted ")
+    assert text[bug + 5] == "Workqueue: events devcd_del"
+    trace = text[text.index(" <TASK>", bug) + 1 : text.index(" </TASK>", bug)]
+    names = [line.strip().split("+")[0] for line in trace]
+    assert names[3:] == [
+        "dumper_coredump_free",
+        "devcd_dev_release",
+        "device_release",
+        "kobject_put",
+        "put_device",
+        "devcd_del",
+        "process_one_work",
+        "worker_thread",
+        "kthread",
+        "ret_from_fork",
+        "ret_from_fork_asm",
+    ]

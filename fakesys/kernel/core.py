@@ -24,6 +24,7 @@ from .kref import Kref
 from .lockdep import DEV_MUTEX, held
 from .power import DevPmInfo, dpm_sysfs_add, dpm_sysfs_remove
 from .printk import KERN_ERR
+from .stacktrace import frame
 from .sysfs import RO, RW, SysfsAttr, create_file, create_group
 
 if TYPE_CHECKING:
@@ -124,7 +125,8 @@ class Device:
     def _release(self) -> None:
         self.released = True
         if self.release is not None:
-            self.release(self)
+            with frame("device_release"):  # the ktype's release, which calls the device's
+                self.release(self)
 
     def devpath(self) -> str:
         """The DEVPATH of uevents: the directory below /sys."""
@@ -199,7 +201,9 @@ def get_device(dev: Device) -> Device:
 
 
 def put_device(dev: Device) -> None:
-    dev.kref.put()
+    # kobject_put(): kref_put(), kobject_release() and kobject_cleanup() are inlined
+    with frame("put_device", "kobject_put"):
+        dev.kref.put()
 
 
 # -- the attributes every device has --

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from .core import get_device, put_device
 from .printk import KERN_DEBUG, KERN_ERR
-from .sched import run_as_kernel_thread
+from .sched import UNBOUND_WORKER, run_as_kernel_thread
 from .stacktrace import enter, frames
 from .workqueue import WORKER_FRAMES
 
@@ -115,7 +115,8 @@ class DeferredProbe:
 
     async def _work(self) -> None:
         """deferred_probe_work_func()."""
-        run_as_kernel_thread("kworker/u8:0")
+        # driver_deferred_probe_trigger() queues it on system_unbound_wq
+        run_as_kernel_thread(UNBOUND_WORKER, ("events_unbound", "deferred_probe_work_func"))
         try:
             with enter(DEFERRED_PROBE_FRAMES):
                 while self.active:

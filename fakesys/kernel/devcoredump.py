@@ -28,6 +28,7 @@ of its failing device, removed when that device unbinds.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -184,6 +185,7 @@ class Devcoredump:
                 lambda: self._devcd_del(entry),
                 entry.classes.work,
                 entry.obj.addr + DEVCD_DEL_WK_OFFSET,
+                "devcd_del",
             )
             dev.release = lambda _dev: self._devcd_dev_release(entry)
             # Before v6.7, device_add() sends the add uevent, before the links exist.
@@ -298,19 +300,21 @@ class Devcoredump:
         await device_del(entry.dev)
         put_device(entry.dev)
 
-    async def devcd_free(self, entry: DevcdEntry) -> None:
-        """Delete synchronously (disabled, dev_coredump_put(), module exit)."""
+    async def devcd_free(self, entry: DevcdEntry, at: str = "devcd_free") -> None:
+        """Delete synchronously (disabled, dev_coredump_put(), module exit). ``at`` is the
+        function it runs in: its own, or the one it was inlined into (dev_coredump_put(), in
+        the splat of the 2025 fix), where lockdep sees the mutex taken."""
         assert entry.del_wk is not None
-        with frame("devcd_free"):
+        with frame(at) if at == "devcd_free" else contextlib.nullcontext():
             if entry.core == CORE_FIXED:
                 await entry.del_wk.disable_sync()
-                await entry.lock("devcd_free")
+                await entry.lock(at)
                 try:
                     await self._devcd_del_device(entry)
                 finally:
                     entry.unlock()
             else:
-                await entry.lock("devcd_free")
+                await entry.lock(at)
                 entry.flushing = True
                 try:
                     entry.delete_work = True
@@ -325,7 +329,7 @@ class Devcoredump:
         with frame("dev_coredump_put"):
             entry = self.find(failing_dev)
             if entry is not None:
-                await self.devcd_free(entry)
+                await self.devcd_free(entry, at="dev_coredump_put")
 
     def _devcd_dev_release(self, entry: DevcdEntry) -> None:
         """The last put of the devcd device (devcd_dev_release())."""
@@ -361,9 +365,10 @@ class Devcoredump:
     async def disable(self) -> None:
         """``echo 1 > /sys/class/devcoredump/disabled``."""
         self.disabled = True
-        for entry in list(self.entries.values()):
-            if entry.dev.registered:
-                await self.devcd_free(entry)
+        with frame("class_for_each_device"):
+            for entry in list(self.entries.values()):
+                if entry.dev.registered:
+                    await self.devcd_free(entry)
 
 
 async def _disabled_store(cls: Class, buf: bytes) -> int:

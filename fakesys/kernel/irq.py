@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from .kernel import Kernel
 
 IRQ_FRAMES = frames("asm_common_interrupt", "common_interrupt", "__handle_irq_event_percpu")
-SOFTIRQ_FRAMES = frames("ret_from_fork", "kthread", "smpboot_thread_fn", "run_ksoftirqd",
-                        "handle_softirqs")  # fmt: skip
+SOFTIRQ_FRAMES = frames("ret_from_fork_asm", "ret_from_fork", "kthread", "smpboot_thread_fn",
+                        "run_ksoftirqd", "handle_softirqs")  # fmt: skip
 
 IRQ_NONE = 0
 IRQ_HANDLED = 1

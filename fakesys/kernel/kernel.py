@@ -34,7 +34,7 @@ from .panic import Taint
 from .pci import PciBus, pci_register_host_bridge
 from .platform import PlatformBus
 from .printk import KERN_NOTICE, KERN_WARNING, DevKmsg, PrintkBuffer
-from .sched import current
+from .sched import current, print_worker_info
 from .slab import Slab
 from .timer import TimerList
 from .workqueue import Clock, DelayedWork
@@ -166,7 +166,7 @@ class Kernel:
         if self.taint.mask:
             lines.append(f"Tainted: {self.taint.print_tainted_verbose()}")
         lines.append(f"Hardware name: {HARDWARE_NAME}")
-        return lines
+        return lines + print_worker_info(task)
 
     async def boot(self) -> None:
         """Build the machine; from now on the calling task runs as this kernel's."""

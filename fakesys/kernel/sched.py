@@ -18,6 +18,8 @@ class Task:
     pid: int
     comm: str
     uid: int = 0
+    #: A workqueue worker's queue and the function of the work it runs (print_worker_info()).
+    worker: tuple[str, str] | None = None
 
 
 BOOT_TASK = Task(1, "swapper/0")
@@ -46,13 +48,27 @@ def _comm_of(pid: int) -> str:
 # per-CPU threads and the early workers follow it); the idle task is 0.
 KERNEL_THREAD_PIDS = {
     "swapper/0": 0,
+    "kworker/0:1": 10,
     "kworker/u8:0": 11,
     "ksoftirqd/0": 15,
-    "kworker/u8:2": 52,
 }
+#: The worker of system_wq ("events") on CPU 0, and one of system_unbound_wq's.
+PERCPU_WORKER = "kworker/0:1"
+UNBOUND_WORKER = "kworker/u8:0"
 
 
-def run_as_kernel_thread(comm: str) -> contextvars.Token[Task | None]:
-    """Mark the current trio task as the kernel thread ``comm`` (e.g. ``kworker/u8:2``)."""
+def run_as_kernel_thread(
+    comm: str, worker: tuple[str, str] | None = None
+) -> contextvars.Token[Task | None]:
+    """Mark the current trio task as the kernel thread ``comm`` (e.g. ``kworker/0:1``), a
+    worker running ``worker`` (its workqueue's name and the work's function) if given."""
     current_caller.set(None)
-    return _kernel_thread.set(Task(KERNEL_THREAD_PIDS.get(comm, 2), comm))
+    return _kernel_thread.set(Task(KERNEL_THREAD_PIDS.get(comm, 2), comm, worker=worker))
+
+
+def print_worker_info(task: Task) -> list[str]:
+    """The ``Workqueue:`` line of a worker's dump (kernel/workqueue.c: "%s %ps")."""
+    if task.worker is None:
+        return []
+    workqueue, function = task.worker
+    return [f"Workqueue: {workqueue} {function}"]

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .calls import call, current_kernel, resume_module_code
+from .calls import call, current_kernel, module_of, resume_module_code
 from .lockdep import RCU_READ_LOCK, LockClass, held, static_addr, work_class
-from .sched import run_as_kernel_thread
+from .sched import PERCPU_WORKER, run_as_kernel_thread
 from .slab import Embedded
 from .stacktrace import enter, frame, frames
 
@@ -29,7 +29,10 @@ if TYPE_CHECKING:
 
 
 RCU_ADDR = static_addr("rcu_lock_map")
-WORKER_FRAMES = frames("ret_from_fork", "kthread", "worker_thread", "process_one_work")
+# ret_from_fork_asm since v6.7 (x86: "x86/entry: Convert ret_from_fork to C")
+WORKER_FRAMES = frames(
+    "ret_from_fork_asm", "ret_from_fork", "kthread", "worker_thread", "process_one_work"
+)
 
 NSEC_PER_SEC = 1_000_000_000
 HZ = 250
@@ -88,10 +91,12 @@ def jiffies_to_seconds(delay: int) -> float:
 
 
 class WorkStruct(Embedded):
-    """``struct work_struct``: ``fn`` runs once per queueing, in a kworker.
+    """``struct work_struct``: ``fn`` runs once per queueing, in the worker of system_wq
+    ("events") on CPU 0, whose dumps say so (``Workqueue: events <func>``).
 
-    Engine code gives ``kernel``, ``fn`` (called with no argument), its lockdep class and its
-    address; a driver's is zeroed in its struct and set up with INIT_WORK().
+    Engine code gives ``kernel``, ``fn`` (called with no argument), its lockdep class, its
+    address and the name of the function it stands for; a driver's is zeroed in its struct and
+    set up with INIT_WORK().
     """
 
     C_SIZE = 32
@@ -102,9 +107,12 @@ class WorkStruct(Embedded):
         fn: Callable[[], Awaitable[None]] | None = None,
         lock_class: LockClass | None = None,
         addr: int | None = None,
+        func: str = "",
     ) -> None:
         self.kernel = kernel
         self.fn = fn
+        #: The work function as %ps prints it, for the worker's ``Workqueue:`` line.
+        self.func = func
         self.lock_class = lock_class or work_class("(work_completion)(work)")
         self._addr = addr
         self.pending = False
@@ -122,6 +130,8 @@ class WorkStruct(Embedded):
         kernel = current_kernel()
         self.kernel = kernel
         self.fn = lambda: call(kernel, fn, self)
+        module = module_of(fn)
+        self.func = fn.__name__ + (f" [{module.name}]" if module is not None else "")
         self.lock_class = work_class(f"(work_completion)({what})")
         self.pending = self.running = self.disabled = False
 
@@ -144,7 +154,7 @@ class WorkStruct(Embedded):
             return
         self.pending = False
         self.running = True
-        run_as_kernel_thread("kworker/u8:2")
+        run_as_kernel_thread(PERCPU_WORKER, ("events", self.func))
         kernel = self._kernel()
         try:
             with (
@@ -195,8 +205,9 @@ class DelayedWork(WorkStruct):
         fn: Callable[[], Awaitable[None]] | None = None,
         lock_class: LockClass | None = None,
         addr: int | None = None,
+        func: str = "",
     ) -> None:
-        super().__init__(kernel, fn, lock_class, addr)
+        super().__init__(kernel, fn, lock_class, addr, func)
         self.deadline = 0.0
         #: The sleeping timer task of the pending work, if any: cancelling the work cancels
         #: it, so that nothing of a cancelled timer is left until its old deadline.

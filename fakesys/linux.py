@@ -345,6 +345,8 @@ def module_driver(drv: Driver) -> None:
 
     init.__name__ = f"{drv.name}_driver_init"
     exit.__name__ = f"{drv.name}_driver_exit"
+    # The macro expands in the driver's file: its init and exit are the module's code.
+    init.__this_module__ = exit.__this_module__ = drv.owner  # type: ignore[attr-defined]
     module_init(init)
     module_exit(exit)
 

@@ -60,6 +60,7 @@ from .kernel.hotplug import HotplugDevice
 from .kernel.module import load_builtin, load_module
 from .kernel.pci import PCI_ANY_ID, PciBar, PciDevice, PciDeviceId, PciSlot, pci_bus
 from .kernel.platform import PlatformDevice
+from .kernel.stacktrace import BOOT_FRAMES, enter
 from .kernfs import ErrnoError
 
 BUSES = ("platform", "pci", "hotplug")
@@ -160,7 +161,8 @@ class Scenario:
             )
         for i, dev_spec in enumerate(self.devices):
             try:
-                await self._add_device(kernel, dev_spec)
+                with enter(BOOT_FRAMES):
+                    await self._add_device(kernel, dev_spec)
             except ErrnoError as e:
                 raise ScenarioError(
                     f"{self.source}: device[{i}]: {dev_spec.dev_name} cannot be added: "

@@ -373,3 +373,58 @@ def test_the_caller_holding_the_count_around_close_keeps_rmmod_out(mount: Mount)
     closer.communicate(timeout=60)
     assert not any(line.startswith("BUG:") for line in mount.kmsg_text())
     assert mount.read("proc/sys/kernel/tainted") == "0\n"
+
+
+def kasan_track(text: list[str], title: str) -> list[str]:
+    """The functions of the first report's ``<title> by task N:`` stack."""
+    start = text.index(next(line for line in text if line.startswith(f"{title} by task ")))
+    end = text.index("", start)
+    return [line.strip().split("+")[0] for line in text[start + 1 : end]]
+
+
+def devm_use_after_unbind(mount: Mount) -> list[str]:
+    result = open_unbind_use(mount, "devm0", "cdev_devm")
+    assert result["read"] == "ENODEV"
+    return mount.kmsg_text()
+
+
+# mm/kasan/common.c: the track is saved from __kasan_kmalloc(); devm_kmalloc() allocates with
+# __kmalloc_node_track_caller_noprof() since v6.10's memory allocation profiling.
+ALLOC_HEAD = ["kasan_save_stack", "kasan_save_track", "__kasan_kmalloc",
+              "__kmalloc_node_track_caller_noprof", "devm_kmalloc", "chardev_probe",
+              "platform_probe", "really_probe", "__driver_probe_device",
+              "driver_probe_device"]  # fmt: skip
+
+
+def test_the_allocation_stack_of_a_device_probed_at_boot(mount: Mount) -> None:
+    """call_driver_probe() is inlined into really_probe(); a device added at boot is probed
+    from device_add(), in an initcall of pid 1 (kernel_init())."""
+    alloc = kasan_track(devm_use_after_unbind(mount), "Allocated")
+    assert alloc == [
+        *ALLOC_HEAD, "__device_attach_driver", "bus_for_each_drv", "__device_attach",
+        "device_initial_probe", "bus_probe_device", "device_add", "do_one_initcall",
+        "do_initcall_level", "do_initcalls", "kernel_init_freeable", "kernel_init",
+        "ret_from_fork", "ret_from_fork_asm",
+    ]  # fmt: skip
+    assert "Allocated by task 1:" in mount.kmsg_text()
+
+
+def test_the_allocation_stack_of_a_device_probed_by_insmod(mount: Mount) -> None:
+    """A module's init registers its driver, which probes the devices already there; the
+    init is the module's code (module_platform_driver() expands in the driver's file), and
+    the load is finit_module(2)."""
+    mount.sh(
+        f"echo cdev_devm > {CTL}/delete_module; echo cdev_devm > {CTL}/init_module", check=True
+    )
+    text = devm_use_after_unbind(mount)
+    alloc = kasan_track(text, "Allocated")
+    assert alloc == [
+        *ALLOC_HEAD, "__driver_attach", "bus_for_each_dev", "driver_attach", "bus_add_driver",
+        "driver_register", "cdev_devm_driver_init", "do_one_initcall", "do_init_module",
+        "load_module", "init_module_from_file", "idempotent_init_module",
+        "__x64_sys_finit_module", "x64_sys_call", "do_syscall_64",
+        "entry_SYSCALL_64_after_hwframe",
+    ]  # fmt: skip
+    start = text.index(next(line for line in text if line.startswith("Allocated by task ")))
+    assert any(line.startswith(" cdev_devm_driver_init+") and line.endswith(" [cdev_devm]")
+               for line in text[start:])  # fmt: skip

@@ -100,7 +100,7 @@ class BusType:
         """bus_probe_device(): try the drivers if autoprobe is on. It returns nothing: a
         device that no driver takes, or whose probe is deferred, is still added."""
         if self.drivers_autoprobe:
-            with contextlib.suppress(ErrnoError):
+            with contextlib.suppress(ErrnoError), frame("bus_probe_device", "device_initial_probe"):
                 await device_attach(dev)
 
     async def remove_device_links(self, dev: Device) -> None:
@@ -205,7 +205,8 @@ async def bus_add_driver(drv: Driver) -> None:
     drv.kn = root.create_dir(bus.drivers_kn, drv.name)
     bus.drivers[drv.name] = drv
     if bus.drivers_autoprobe:
-        await driver_attach(drv)
+        with frame("bus_add_driver"):
+            await driver_attach(drv)
     if drv.owner is not None:
         drv.owner.add_driver(drv)
     create_file(root, drv.kn, drv, DRIVER_ATTR_UEVENT)

@@ -71,10 +71,13 @@ def set_current_kernel(kernel: Kernel) -> None:
 
 
 def module_of(fn: Callable[..., object]) -> Module | None:
-    """The module whose code ``fn`` is: THIS_MODULE in the file that defined it."""
+    """The module whose code ``fn`` is: THIS_MODULE in the file that defined it, or the one a
+    function made for a module says (``__this_module__``: module_driver()'s init and exit)."""
     fn = inspect.unwrap(fn)
     func = getattr(fn, "__func__", fn)  # a bound method's function
-    module = getattr(func, "__globals__", {}).get("THIS_MODULE")
+    module = getattr(func, "__this_module__", None) or getattr(func, "__globals__", {}).get(
+        "THIS_MODULE"
+    )
     from .module import Module  # noqa: PLC0415 (module.py calls into this one)
 
     return module if isinstance(module, Module) else None

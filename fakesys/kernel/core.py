@@ -303,7 +303,8 @@ async def device_add(dev: Device) -> None:
     if dev.sends_uevents and not dev.uevent_suppress:
         kobject_uevent(kernel, KOBJ_ADD, dev.devpath(), dev.subsystem_name(), dev.uevent_env())
     if dev.bus is not None:
-        await dev.bus.probe_device(dev)
+        with frame("device_add"):
+            await dev.bus.probe_device(dev)
 
 
 async def _remove_dir(dev: Device, parent_kn: KernfsNode) -> None:

@@ -87,7 +87,8 @@ async def device_unbind_cleanup(dev: Device) -> None:
 async def call_driver_probe(dev: Device, drv: Driver) -> int:
     """Run the probe; returns 0 or a negative errno, logging as the kernel does."""
     try:
-        with frame("call_driver_probe"), enter(drv.bus.probe_frames):
+        # call_driver_probe() is static with one caller: inlined into really_probe()
+        with enter(drv.bus.probe_frames):
             await drv.probe(dev)
     except ErrnoError as e:
         ret = -e.errno
@@ -144,7 +145,8 @@ async def driver_probe_device(drv: Driver, dev: Device) -> int:
     """__driver_probe_device(), and a deferral puts the device on the deferred list."""
     deferred = dev.kernel.deferred_probe
     trigger_count = deferred.trigger_count
-    ret = await __driver_probe_device(drv, dev)
+    with frame("driver_probe_device"):
+        ret = await __driver_probe_device(drv, dev)
     if ret in (EPROBE_DEFER, -EPROBE_DEFER):
         deferred.add(dev)
         # A device bound while this probe ran: the trigger missed this device, so again.
@@ -178,7 +180,8 @@ async def device_attach(dev: Device) -> bool:
         for drv in list(dev.bus.drivers.values()):
             if not driver_match_device(drv, dev):
                 continue
-            ret = await driver_probe_device(drv, dev)
+            with frame("__device_attach", "bus_for_each_drv", "__device_attach_driver"):
+                ret = await driver_probe_device(drv, dev)
             if ret < 0:
                 raise ErrnoError(-ret)
             if ret == 0:
@@ -192,7 +195,8 @@ async def driver_attach(drv: Driver) -> None:
         if dev.driver is not None or not driver_match_device(drv, dev):
             continue
         async with dev.lock:
-            await driver_probe_device(drv, dev)
+            with frame("driver_attach", "bus_for_each_dev", "__driver_attach"):
+                await driver_probe_device(drv, dev)
 
 
 async def __device_release_driver(dev: Device) -> None:

@@ -20,6 +20,7 @@ from .bus import bus_add_driver, bus_remove_driver
 from .calls import call
 from .module import loading_kernel, this_module
 from .slab import Struct
+from .stacktrace import frame
 
 if TYPE_CHECKING:
     from .bus import BusType
@@ -109,7 +110,8 @@ class Driver(Struct, name="device_driver", var="drv"):
 
 
 async def driver_register(drv: Driver) -> None:
-    await bus_add_driver(drv)
+    with frame("driver_register"):
+        await bus_add_driver(drv)
 
 
 async def driver_unregister(drv: Driver) -> None:

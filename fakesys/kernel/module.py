@@ -53,7 +53,7 @@ from .kasan import MODULE_MEMORY
 from .kobject_uevent import KOBJ_ADD, KOBJ_REMOVE, kobject_synth_uevent, kobject_uevent
 from .sched import current
 from .slab import Object, Struct, Track
-from .stacktrace import frame, stack
+from .stacktrace import SYSCALL_DELETE_MODULE, SYSCALL_FINIT_MODULE, as_syscall, frame, stack
 from .sysfs import RO, WO, SysfsAttr, SysfsBinAttr, create_bin_file, create_file
 
 if TYPE_CHECKING:
@@ -490,7 +490,7 @@ async def run_inits(kernel: Kernel, units: list[InitUnit]) -> None:
     """do_one_initcall() of each file's init functions in turn. When one fails, the files
     whose init ran are undone with their exits, newest first, and the error is the load's."""
     done: list[InitUnit] = []
-    with frame("do_init_module", "do_one_initcall"):
+    with as_syscall(SYSCALL_FINIT_MODULE):
         for unit in units:
             try:
                 for fn in unit.inits:
@@ -595,7 +595,7 @@ async def delete_module(kernel: Kernel, name: str) -> None:
         raise ErrnoError(errno.ENOENT)
     mod.check_unload()
     mod.state = MODULE_STATE_GOING
-    with frame("__do_sys_delete_module"):
+    with as_syscall(SYSCALL_DELETE_MODULE):
         for fn in reversed(mod.exits):
             await call(kernel, fn)
     await mod.free_module()

@@ -44,6 +44,39 @@ SYSCALL_OPEN = frames(
     "vfs_open",
     "do_dentry_open",
 )
+# The boot: pid 1 before it runs init, in the initcalls (a platform's devices are added there)
+BOOT_FRAMES = frames(
+    "ret_from_fork_asm",
+    "ret_from_fork",
+    "kernel_init",
+    "kernel_init_freeable",
+    "do_initcalls",
+    "do_initcall_level",
+    "do_one_initcall",
+)
+# insmod and rmmod: finit_module(2) and delete_module(2), whoever stands for them
+SYSCALL_FINIT_MODULE = frames(
+    *_SYSCALL,
+    "x64_sys_call",
+    "__x64_sys_finit_module",
+    "idempotent_init_module",
+    "init_module_from_file",
+    "load_module",
+    "do_init_module",
+    "do_one_initcall",
+)
+SYSCALL_DELETE_MODULE = frames(*_SYSCALL, "x64_sys_call", "__x64_sys_delete_module")
+
+
+@contextlib.contextmanager
+def as_syscall(outer_first: Frames) -> Iterator[None]:
+    """Run the block on the stack of system call ``outer_first`` alone: what the engine does
+    for a control file that stands for a system call (``init_module`` for insmod)."""
+    token = _frames.set(outer_first)
+    try:
+        yield
+    finally:
+        _frames.reset(token)
 
 
 @contextlib.contextmanager

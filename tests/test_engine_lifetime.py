@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 
 import pytest
 import trio
@@ -15,6 +16,7 @@ from fakesys.kernel.bus import unbind_store
 from fakesys.kernel.calls import running
 from fakesys.kernel.module import delete_module
 from fakesys.kernel.panic import TAINT_BAD_PAGE, TaskKilled
+from fakesys.kernel.slab import Struct, kfree, kzalloc
 from fakesys.kernel.stacktrace import frame
 from fakesys.kernfs import Caller, ErrnoError, OpenFile, current_caller, open_file
 
@@ -315,3 +317,28 @@ async def test_hardware_produces_on_the_engine_clock(
     kernel.clock.advance(2)  # the clock jumping ahead makes the sensor catch up
     await trio.testing.wait_all_tasks_blocked()
     assert await of.read(0, 100) == b"frame\n" * 2
+
+
+async def test_double_free_is_described_as_the_kernel_does(nursery: trio.Nursery) -> None:
+    """kasan_report_invalid_free(): "double-free in <the kfree>", "Free of addr", the
+    object's tracks and description without a region state (only a slab-use-after-free says
+    "freed"), the physical page and the shadow (mm/kasan/report.c)."""
+    kernel = await booted(nursery)
+
+    class Twice(Struct, var="t"):
+        count: int
+
+    with running(kernel), frame("twice_release"):
+        obj = kzalloc(Twice)
+        kfree(obj)
+        kfree(obj)
+    log = kernel.log.text().split("\n")
+    bug = log.index(next(line for line in log if line.startswith("BUG: KASAN")))
+    assert log[bug].startswith("BUG: KASAN: double-free in kfree+")
+    assert log[bug + 1].startswith("Free of addr ffff888")
+    described = log.index(" which belongs to the cache kmalloc-8 of size 8", bug)
+    assert log[described + 1] == "The buggy address is located 0 bytes inside of"
+    assert re.fullmatch(r" 8-byte region \[[0-9a-f]{16}, [0-9a-f]{16}\)", log[described + 2])
+    assert log[described + 4] == "The buggy address belongs to the physical page:"
+    assert "Memory state around the buggy address:" in log[described:]
+    assert kernel.taint.mask == 1 << TAINT_BAD_PAGE

@@ -679,3 +679,48 @@ def test_a_report_from_the_deletion_work_names_its_worker(mount: Mount) -> None:
         "ret_from_fork",
         "ret_from_fork_asm",
     ]
+
+
+def test_seed_patch_action_outliving_its_dump_locks_freed_memory(mount: Mount) -> None:
+    """The 2024 patch's devm actions stay registered after the dump went by a write: the
+    unbind runs them on the freed struct devcd_entry (kzalloc()ed in dev_coredumpm_timeout(),
+    0x428 bytes: kmalloc-2k, on a slab of order 3), whose report describes the physical page
+    as dump_page() does (mm/kasan/report.c print_address_description(), mm/debug.c)."""
+    dump(mount, "dump_seed.0")
+    mount.sh(f"echo 1 > {CLASS}/devcd1/data", check=True)
+    assert gone(mount, "devcd1")
+    mark = mount.kmsg_mark()
+    mount.sh("echo dump_seed.0 > sys/bus/platform/drivers/dump_seed/unbind", check=True)
+    records = mount.kmsg(since=mark)
+    text = [record.split(";", 1)[1].split("\n")[0] for record in records]
+    bug = text.index(next(line for line in text if line.startswith("BUG: KASAN")))
+    # devm_delayed_work_autocancel()'s action, registered last, is released first
+    assert text[bug].startswith("BUG: KASAN: slab-use-after-free in __cancel_work_sync+")
+    alloc = text.index(next(line for line in text if line.startswith("Allocated by task ")))
+    functions = [line.strip().split("+")[0] for line in text[alloc + 1 : alloc + 8]]
+    assert functions == [
+        "kasan_save_stack", "kasan_save_track", "__kasan_kmalloc", "__kmalloc_cache_noprof",
+        "dev_coredumpm_timeout", "dev_coredumpsg", "standalone_coredump",
+    ]  # fmt: skip
+    freed = text.index(next(line for line in text if line.startswith("Freed by task ")))
+    assert text[freed] == "Freed by task 10:"  # kworker/0:1, in devcd_del()
+    assert [line.strip().split("+")[0] for line in text[freed + 5 : freed + 8]] == [
+        "kfree", "devcd_dev_release", "device_release",
+    ]  # fmt: skip
+    described = text.index(next(line for line in text if line.startswith("The buggy address be")))
+    assert text[described + 1] == " which belongs to the cache kmalloc-2k of size 2048"
+    page = text.index("The buggy address belongs to the physical page:")
+    assert re.fullmatch(
+        r"page: refcount:0 mapcount:0 mapping:0000000000000000 index:0x0 pfn:0x[0-9a-f]+",
+        text[page + 1],
+    )
+    assert text[page + 2 : page + 5] == [
+        "head: order:3 mapcount:0 entire_mapcount:0 nr_pages_mapped:0 pincount:0",
+        "flags: 0x200000000000040(head|node=0|zone=2)",
+        "page_type: f5(slab)",
+    ]
+    assert [line.split(":")[0] for line in text[page + 5 : page + 11]] == ["raw"] * 2 + ["head"] * 4
+    assert text[page + 11] == "page dumped because: kasan: bad access detected"
+    levels = [int(record.split(",")[0]) for record in records]
+    assert set(levels[page + 1 : page + 12]) == {4}  # __dump_folio()'s pr_warn()
+    assert levels[page] == 3

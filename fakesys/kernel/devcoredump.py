@@ -54,9 +54,12 @@ if TYPE_CHECKING:
     from .module import Module
 
 DEVCD_TIMEOUT = 5 * 60.0  # seconds: HZ * 60 * 5
-# Offsets in struct devcd_entry (a struct device with lockdep, then data, datalen, mutex, ...).
+# struct devcd_entry on a lockdep kernel: the struct device, data, datalen, the mutex, the
+# flags, owner, read and free, then del_wk (0x68 after the mutex, as in the 2025 splat) and
+# failing_dev. 0x428 bytes: kmalloc-2k.
 DEVCD_MUTEX_OFFSET = 0x310
 DEVCD_DEL_WK_OFFSET = 0x378
+DEVCD_ENTRY_SIZE = 0x428
 CORE_PRE_6_7 = "pre-6.7"
 CORE_PRE_FIX = "pre-fix"
 CORE_FIXED = "fixed"
@@ -97,8 +100,10 @@ class DevcdEntry:
 
     def __post_init__(self) -> None:
         self.mutex = trio.Lock()
+        # kzalloc(sizeof(*devcd)) in dev_coredumpm_timeout(): a constant size, so the
+        # allocation goes through __kmalloc_cache_noprof()
         self.obj = self.dev.kernel.slab.kmalloc(
-            512, "struct devcd_entry", stack("kzalloc_noprof", "dev_coredumpm_timeout")
+            DEVCD_ENTRY_SIZE, "struct devcd_entry", stack("__kmalloc_cache_noprof")
         )
 
     @property
@@ -243,7 +248,6 @@ class Devcoredump:
             frame("devcd_data_write"),
             lockdep.holding(data_active, entry.data_addr, "kernfs_fop_write_iter"),
         ):
-            entry.obj.access(0x40, 8, write=False)
             if entry.core == CORE_FIXED:
                 if entry.del_wk.cancel():
                     entry.del_wk.schedule(0)
@@ -347,19 +351,25 @@ class Devcoredump:
             self.kernel.slab.kfree(entry.obj, stack("kfree"))
 
     def _seed_devcd_remove(self, entry: DevcdEntry) -> None:
-        """The devm action of the 2024 patch: devcd_remove_now() on the failing device's unbind."""
+        """The devm action of the 2024 patch, on the failing device's unbind: devcd_remove()
+        → devcd_remove_now() (inlined), which locks devcd->mutex and queues the deletion. The
+        action outlives a dump deleted before the unbind (by a write or the timeout): it then
+        locks a mutex in freed memory."""
         assert entry.del_wk is not None
         with frame("devcd_remove"):
-            if not entry.obj.access(0x40, 8, write=True):
-                return
+            with frame("mutex_lock_nested", "__mutex_lock"):
+                if not entry.obj.access(DEVCD_MUTEX_OFFSET, 8, write=False):
+                    return
             if not entry.delete_work:
                 entry.delete_work = True
                 entry.del_wk.mod(0)
 
     def _seed_autocancel(self, entry: DevcdEntry) -> None:
+        """devm_delayed_work_autocancel()'s action: cancel_delayed_work_sync(&devcd->del_wk),
+        on freed memory too if the dump went before the unbind."""
         assert entry.del_wk is not None
-        with frame("devm_delayed_work_drop"):
-            if entry.obj.access(0x48, 8, write=True):
+        with frame("devm_delayed_work_drop", "cancel_delayed_work_sync", "__cancel_work_sync"):
+            if entry.obj.access(DEVCD_DEL_WK_OFFSET, 8, write=True):
                 entry.del_wk.cancel()
 
     async def disable(self) -> None:
@@ -476,7 +486,8 @@ def devcd_freev(data: object) -> None:
 async def dev_coredumpv(dev: Device, data: bytes, datalen: int, gfp: int) -> None:
     """A dump of a standalone buffer (vmalloc'ed and handed over): no owner is pinned, and
     reading it never calls into the driver."""
-    await dev_coredumpm(dev, None, data, datalen, gfp, devcd_readv, devcd_freev)
+    with frame("dev_coredumpv"):  # exported; dev_coredumpm() is inline since v6.11
+        await dev_coredumpm(dev, None, data, datalen, gfp, devcd_readv, devcd_freev)
 
 
 def devcd_read_from_sgtable(offset: int, count: int, data: object, datalen: int) -> bytes:
@@ -505,7 +516,10 @@ def devcd_free_sgtable(data: object) -> None:
 async def dev_coredumpsg(dev: Device, table: Sequence[bytes], datalen: int, gfp: int) -> None:
     """A dump of a scatter-gather table (one ``bytes`` per entry), handed over as with
     dev_coredumpv(): no owner is pinned, and reads never call into the driver."""
-    await dev_coredumpm(dev, None, table, datalen, gfp, devcd_read_from_sgtable, devcd_free_sgtable)
+    with frame("dev_coredumpsg"):
+        await dev_coredumpm(
+            dev, None, table, datalen, gfp, devcd_read_from_sgtable, devcd_free_sgtable
+        )
 
 
 async def dev_coredump_put(dev: Device) -> None:

@@ -149,23 +149,36 @@ class Kasan:
             self._end_report()
             return
         self._print_head(obj, "slab-use-after-free", access_line, stack)
-        cache_size = obj.cache_size
-        self._print(f"The buggy address belongs to the object at {obj.addr:016x}")
-        self._print(f" which belongs to the cache {obj.cache} of size {cache_size}")
-        self._print(f"The buggy address is located {offset} bytes inside of")
-        self._print(
-            f" freed {cache_size}-byte region [{obj.addr:016x}, {obj.addr + cache_size:016x})"
-        )
-        self._print("")
-        for line in shadow_dump(obj, addr):
-            self._print(line)
-        self._print(RULER)
-        self._end_report()
+        self._describe_slab_object(obj, offset, "freed ")
 
     def report_double_free(self, obj: Object, stack: tuple[str, ...]) -> None:
         if not self._enabled():
             return
         self._print_head(obj, "double-free", f"Free of addr {obj.addr:016x}", stack)
+        self._describe_slab_object(obj, 0, "")
+
+    def _describe_slab_object(self, obj: Object, offset: int, region_state: str) -> None:
+        """The rest of a report on a slab object, after its tracks: describe_object_addr()
+        (a freed object's allocation size is unknown, so it is the cache's: the "freed" state
+        is only said of a slab-use-after-free), the physical page (dump_page(), at
+        KERN_WARNING), the shadow memory, the ruler; then end_report()."""
+        cache_size = obj.cache_size
+        self._print(f"The buggy address belongs to the object at {obj.addr:016x}")
+        self._print(f" which belongs to the cache {obj.cache} of size {cache_size}")
+        self._print(f"The buggy address is located {offset} bytes inside of")
+        self._print(
+            f" {region_state}{cache_size}-byte region "
+            f"[{obj.addr:016x}, {obj.addr + cache_size:016x})"
+        )
+        self._print("")
+        self._print("The buggy address belongs to the physical page:")
+        from .slab import dump_page  # noqa: PLC0415 (slab imports this module)
+
+        for line in dump_page(obj):
+            self.log.emit(KERN_WARNING, line)
+        self._print("")
+        for line in shadow_dump(obj, obj.addr + offset):
+            self._print(line)
         self._print(RULER)
         self._end_report()
 

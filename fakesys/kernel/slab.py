@@ -41,6 +41,21 @@ if TYPE_CHECKING:
 
 KMALLOC_SIZES = (8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192)
 _SLAB_BASE = 0xFFFF888100000000
+# x86-64: the direct map starts at PAGE_OFFSET, struct pages at VMEMMAP_START (no KASLR).
+PAGE_OFFSET = 0xFFFF888000000000
+VMEMMAP_START = 0xFFFFEA0000000000
+STRUCT_PAGE_SIZE = 64
+PAGE_SHIFT = 12
+# The kmalloc caches are made in this order at boot (create_kmalloc_caches(): 96 after 64,
+# 192 after 128), each struct kmem_cache 0x140 bytes after the one before.
+_KMEM_CACHE_BASE = 0xFFFF888100042280
+_KMEM_CACHE_SIZE = 0x140
+PG_HEAD = 1 << 6
+# The page flags word of a Normal-zone page of node 0 (zone 2 in the top bits).
+_NORMAL_ZONE_FLAGS = 0x0200000000000000
+LIST_POISON1 = 0xDEAD000000000100
+LIST_POISON2 = 0xDEAD000000000122
+PAGE_TYPE_SLAB = 0xF5
 
 
 @dataclass(frozen=True)
@@ -92,6 +107,53 @@ class Object:
             rip = stack[0] if stack else "0x0"
             page_fault_oops(current_kernel(), self.addr + offset, error_code, rip)
         return False
+
+
+def _optimal_redzone(size: int) -> int:
+    """mm/kasan/generic.c optimal_redzone(): the redzone KASAN adds after an object."""
+    for limit, redzone in ((64 - 16, 16), (128 - 32, 32), (512 - 64, 64), (4096 - 128, 128)):
+        if size <= limit:
+            return redzone
+    return 256
+
+
+def dump_page(obj: Object) -> list[str]:
+    """dump_page() of the slab page of ``obj`` (mm/debug.c __dump_folio()): the head page's
+    counts, its flags and type, and its struct page in hex, plus the first tail page for a
+    compound slab. The slab's order and object count are those of a KASAN kernel's kmalloc
+    caches (objects padded with their redzone to a power of two); the rest is what SLUB
+    leaves in a full slab."""
+    size = obj.cache_size
+    stride = 1 << (size + _optimal_redzone(size) - 1).bit_length()
+    order = 0 if size <= 192 else min(3, max(1, (size // 128).bit_length() - 1))
+    objects = (4096 << order) // stride
+    pfn = (obj.addr - PAGE_OFFSET) >> PAGE_SHIFT & ~((1 << order) - 1)
+    flags = _NORMAL_ZONE_FLAGS | (PG_HEAD if order else 0)
+    cache = _KMEM_CACHE_BASE + KMALLOC_SIZES.index(size) * _KMEM_CACHE_SIZE
+    page = (flags, cache, LIST_POISON1, LIST_POISON2, 0, objects << 16 | objects,
+            PAGE_TYPE_SLAB << 24, 0)  # fmt: skip
+    lines = [f"page: refcount:0 mapcount:0 mapping:0000000000000000 index:0x0 pfn:{pfn:#x}"]
+    if order:
+        lines.append(
+            f"head: order:{order} mapcount:0 entire_mapcount:0 nr_pages_mapped:0 pincount:0"
+        )
+    names = "head|node=0|zone=2" if order else "node=0|zone=2"
+    lines += [f"flags: {flags:#x}({names})", f"page_type: {PAGE_TYPE_SLAB:x}(slab)"]
+    lines += _hex_rows("raw", page)
+    if order:
+        head_page = VMEMMAP_START + pfn * STRUCT_PAGE_SIZE
+        tail = (_NORMAL_ZONE_FLAGS | order, head_page | 1, 2**64 - 1, 0, 1 << order, 0,
+                0xFFFFFFFF, 0)  # fmt: skip
+        lines += _hex_rows("head", page + tail)
+    return [*lines, "page dumped because: kasan: bad access detected"]
+
+
+def _hex_rows(prefix: str, words: tuple[int, ...]) -> list[str]:
+    """print_hex_dump() of 64-bit words, four to a row."""
+    return [
+        f"{prefix}: " + " ".join(f"{word:016x}" for word in words[i : i + 4])
+        for i in range(0, len(words), 4)
+    ]
 
 
 def kmalloc_cache(size: int) -> tuple[str, int]:

@@ -406,7 +406,23 @@ def test_the_allocation_stack_of_a_device_probed_at_boot(mount: Mount) -> None:
         "do_initcall_level", "do_initcalls", "kernel_init_freeable", "kernel_init",
         "ret_from_fork", "ret_from_fork_asm",
     ]  # fmt: skip
-    assert "Allocated by task 1:" in mount.kmsg_text()
+    text = mount.kmsg_text()
+    assert "Allocated by task 1:" in text
+    # release_nodes() frees each devres with kfree(); devm_kmalloc_release() frees nothing
+    assert kasan_track(text, "Freed") == [
+        "kasan_save_stack", "kasan_save_track", "kasan_save_free_info", "__kasan_slab_free",
+        "kfree", "release_nodes", "devres_release_all", "device_unbind_cleanup",
+        "device_release_driver_internal", "device_driver_detach", "unbind_store",
+        "drv_attr_store", "sysfs_kf_write", "kernfs_fop_write_iter", "vfs_write", "ksys_write",
+        "__x64_sys_write", "x64_sys_call", "do_syscall_64", "entry_SYSCALL_64_after_hwframe",
+    ]  # fmt: skip
+    # The object is the devres: its struct devres_node (40 bytes) in front of the driver's
+    # struct chardev (184 bytes, its bool gone at 168): kmalloc(sizeof(struct devres) + size)
+    # in alloc_dr(), 224 bytes from kmalloc-256, and gone 208 bytes into it.
+    start = text.index(next(line for line in text if line.startswith("BUG: KASAN")))
+    assert text[start + 1].startswith("Read of size 1 at addr ")
+    described = text.index(" which belongs to the cache kmalloc-256 of size 256", start)
+    assert text[described + 1] == "The buggy address is located 208 bytes inside of"
 
 
 def test_the_allocation_stack_of_a_device_probed_by_insmod(mount: Mount) -> None:

@@ -31,6 +31,9 @@ interrupt_in_window cdev_irq_devm
 expect_eq "tasklet scheduled after tasklet_kill()" held "$tasklet_state"
 # the softirq code reads the tasklet itself first: it was in the freed devm memory
 expect_report "tasklet after devres release" "$mark" tasklet_action_common
+# tasklets run in the softirq thread of CPU 0, pid 15 on a freshly booted two-CPU machine
+expect_eq "the task" "by task ksoftirqd/0/15" \
+  "$(kmsg_since "$mark" | grep -m1 -o 'by task ksoftirqd/0/[0-9]*$')"
 expect_taint_b "tasklet after devres release"
 rebind cdev_irq_devm cdev_irq_devm.0
 

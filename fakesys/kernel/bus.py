@@ -27,7 +27,7 @@ from .dd import (
 from .kobject_uevent import KOBJ_ADD, KOBJ_REMOVE, kobject_synth_uevent, kobject_uevent
 from .lib import buf_to_str, sysfs_streq
 from .stacktrace import frame
-from .sysfs import RW, WO, SysfsAttr, create_file
+from .sysfs import RW, WO, SysfsAttr, SysfsBinAttr, create_file
 
 if TYPE_CHECKING:
     from .core import Device
@@ -40,6 +40,8 @@ class BusType:
 
     #: Attributes every device on this bus gets (bus->dev_groups).
     dev_attrs: Sequence[SysfsAttr[Device]] = ()
+    #: Binary attributes every device on this bus gets (the bin_attrs of bus->dev_groups).
+    dev_bin_attrs: Sequence[SysfsBinAttr[Device]] = ()
     #: Attributes every driver on this bus gets (bus->drv_groups).
     drv_attrs: Sequence[SysfsAttr[Driver]] = ()
     #: Attributes of the bus itself (bus->bus_groups).

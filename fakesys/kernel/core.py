@@ -24,7 +24,7 @@ from .kref import Kref
 from .lockdep import DEV_MUTEX, held
 from .power import dpm_sysfs_add
 from .printk import KERN_ERR
-from .sysfs import RO, RW, SysfsAttr, create_file, create_group
+from .sysfs import RO, RW, SysfsAttr, create_bin_file, create_file, create_group
 
 if TYPE_CHECKING:
     from .bus import BusType
@@ -114,6 +114,33 @@ class Device:
 
     def __repr__(self) -> str:
         return f"<Device {self.name}>"
+
+    #: Whether devtmpfs makes a /dev node for the device's number.
+    devtmpfs_node = True
+
+    def get_device_parent(self) -> KernfsNode:
+        """get_device_parent(): the directory the device's directory goes in."""
+        return _parent_dir(self)
+
+    def add_files(self) -> None:
+        """The files the device's class, bus and power management give it (device_add_attrs(),
+        the bus's dev_groups in bus_add_device(), dpm_sysfs_add()), and its hardware's."""
+        assert self.kn is not None
+        root = self.kernel.kernfs
+        if self.cls is not None:
+            self.cls.add_device_attrs(self)
+        if self.bus is not None:
+            create_group(root, self.kn, self, self.bus.dev_attrs)
+            for attr in self.bus.dev_bin_attrs:
+                create_bin_file(root, self.kn, self, attr)
+        dpm_sysfs_add(self)
+        for name in self.hw.attrs:
+            create_file(root, self.kn, self, SysfsAttr(name, RO, _hw_attr_show(name)))
+
+    def matches(self, drv: Driver) -> bool:
+        """Whether ``drv`` may bind this device, driver_override aside: the bus's match."""
+        assert self.bus is not None
+        return self.bus.match(self, drv)
 
     @property
     def registered(self) -> bool:
@@ -243,7 +270,7 @@ async def device_add(dev: Device) -> None:
     root = kernel.kernfs
     if dev.parent is not None:
         get_device(dev.parent)
-    parent_kn = _parent_dir(dev)
+    parent_kn = dev.get_device_parent()
     if parent_kn.lookup(dev.name) is not None:
         kernel.log.emit(
             KERN_ERR, f"sysfs: cannot create duplicate filename '{parent_kn.path()}/{dev.name}'"
@@ -255,17 +282,14 @@ async def device_add(dev: Device) -> None:
     create_file(root, dev.kn, dev, DEV_ATTR_UEVENT)
     if dev.cls is not None:
         dev.cls.add_device_links(dev)
-        dev.cls.add_device_attrs(dev)
     if dev.bus is not None:
-        create_group(root, dev.kn, dev, dev.bus.dev_attrs)
         dev.bus.add_device(dev)
-    dpm_sysfs_add(dev)
-    for name in dev.hw.attrs:
-        create_file(root, dev.kn, dev, SysfsAttr(name, RO, _hw_attr_show(name)))
+    dev.add_files()
     if dev.devt is not None:
         create_file(root, dev.kn, dev, DEV_ATTR_DEV)
         kernel.add_sys_dev_entry(dev)
-        devtmpfs_create_node(dev, dev.devnode_mode)
+        if dev.devtmpfs_node:
+            devtmpfs_create_node(dev, dev.devnode_mode)
     if not dev.uevent_suppress:
         kobject_uevent(kernel, KOBJ_ADD, dev.devpath(), dev.subsystem_name(), dev.uevent_env())
     if dev.bus is not None:
@@ -281,7 +305,8 @@ async def device_del(dev: Device) -> None:
         dev.dead = True
     kernel.deferred_probe.delete(dev)
     if dev.devt is not None:
-        await devtmpfs_delete_node(dev)
+        if dev.devtmpfs_node:
+            await devtmpfs_delete_node(dev)
         await kernel.remove_sys_dev_entry(dev)
     if dev.cls is not None:
         await dev.cls.remove_device_links(dev)

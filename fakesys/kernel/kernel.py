@@ -163,14 +163,19 @@ class Kernel:
         await device_add(self.pci_host_bridge)
         self.log.emit(KERN_INFO, f"Linux version {UTS_RELEASE} (fakesys) {UTS_VERSION}")
 
+    def _sys_dev_dir(self, dev: Device) -> KernfsNode:
+        """device_to_dev_kobj(): ``/sys/dev/block`` for the block class, else ``/sys/dev/char``."""
+        block = dev.cls is not None and dev.cls.name == "block"
+        return self.dev_block_kn if block else self.dev_char_kn
+
     def add_sys_dev_entry(self, dev: Device) -> None:
-        """``/sys/dev/char/<major>:<minor>`` (device_create_sys_dev_entry())."""
+        """``/sys/dev/{char,block}/<major>:<minor>`` (device_create_sys_dev_entry())."""
         assert dev.devt is not None and dev.kn is not None
-        self.kernfs.create_link(self.dev_char_kn, f"{dev.devt[0]}:{dev.devt[1]}", dev.kn)
+        self.kernfs.create_link(self._sys_dev_dir(dev), f"{dev.devt[0]}:{dev.devt[1]}", dev.kn)
 
     async def remove_sys_dev_entry(self, dev: Device) -> None:
         assert dev.devt is not None
-        kn = self.dev_char_kn.lookup(f"{dev.devt[0]}:{dev.devt[1]}")
+        kn = self._sys_dev_dir(dev).lookup(f"{dev.devt[0]}:{dev.devt[1]}")
         if kn is not None:
             await self.kernfs.remove(kn)
 

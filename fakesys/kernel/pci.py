@@ -26,7 +26,7 @@ from .driver import Driver
 from .hw import Hardware
 from .lib import buf_to_str, kstrtoul
 from .platform import DEV_ATTR_DRIVER_OVERRIDE
-from .sysfs import RO, RW, WO, SysfsAttr, SysfsBinAttr, create_bin_file
+from .sysfs import RO, RW, WO, SysfsAttr, SysfsBinAttr
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -250,6 +250,7 @@ class PciBus(BusType):
         SysfsAttr[Device]("remove", 0o220, store=_remove_store),
         SysfsAttr[Device]("rescan", WO, store=_dev_rescan_store),
     )
+    dev_bin_attrs = (PCI_DEV_CONFIG,)
     bus_attrs = (SysfsAttr[BusType]("rescan", WO, store=_bus_rescan_store),)
 
     def __init__(self, kernel: Kernel) -> None:
@@ -275,11 +276,6 @@ class PciBus(BusType):
             ("PCI_SLOT_NAME", slot.slot_name),
             ("MODALIAS", _modalias(slot)),
         ]
-
-    def add_device(self, dev: Device) -> None:
-        super().add_device(dev)
-        assert dev.kn is not None
-        create_bin_file(self.kernel.kernfs, dev.kn, dev, PCI_DEV_CONFIG)
 
 
 async def pci_stop_and_remove_bus_device(dev: Device) -> None:

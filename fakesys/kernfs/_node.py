@@ -84,7 +84,7 @@ class KernfsNode:
         *,
         ino: int | None = None,
         ops: FileOps | None = None,
-        target: KernfsNode | None = None,
+        target: KernfsNode | str | None = None,
         size: int = 0,
     ) -> None:
         self.root = root
@@ -182,9 +182,12 @@ class KernfsNode:
 
     def link_target(self) -> str:
         """The relative target of a symlink, as kernfs_get_target_path() builds it: one ``..``
-        per level from the link's directory up to the common ancestor, then down."""
+        per level from the link's directory up to the common ancestor, then down. A link made
+        with a target path (a recorded one) reads as that path, whether or not it resolves."""
         assert self.kind is NodeKind.LINK
         assert self.target is not None
+        if isinstance(self.target, str):
+            return self.target
         assert self.parent is not None
         here = self.parent.ancestors()
         there = self.target.ancestors()
@@ -265,7 +268,7 @@ class KernfsRoot:
     ) -> KernfsNode:
         return self._link(parent, KernfsNode(self, NodeKind.FILE, name, mode, ops=ops, size=size))
 
-    def create_link(self, parent: KernfsNode, name: str, target: KernfsNode) -> KernfsNode:
+    def create_link(self, parent: KernfsNode, name: str, target: KernfsNode | str) -> KernfsNode:
         return self._link(parent, KernfsNode(self, NodeKind.LINK, name, 0o777, target=target))
 
     def mkdir_p(self, path: str) -> KernfsNode:

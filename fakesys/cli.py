@@ -7,7 +7,7 @@ import importlib.resources
 import logging
 import sys
 
-from . import daemon, run
+from . import daemon, record, run
 from .scenario import ScenarioError, load
 
 EXIT_USAGE = 2
@@ -29,6 +29,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mount.add_argument("--debug", action="store_true", help="log at debug level")
     mount.add_argument("--debug-fuse", action="store_true", help="print libfuse's request trace")
     sub.add_parser("scenarios", help="list the shipped scenarios")
+    record_parser = sub.add_parser(
+        "record", help="record this machine's /sys (or some of its devices) as a scenario"
+    )
+    record_parser.add_argument("-o", "--output", help="the file to write (default: stdout)")
+    record_parser.add_argument(
+        "--sysfs", default="/sys", help="the sysfs tree to read (default: /sys)"
+    )
+    record_parser.add_argument(
+        "devpaths",
+        nargs="*",
+        metavar="DEVPATH",
+        help="devices to record with what belongs to them, such as /sys/class/net/eth0 "
+        "(default: the whole machine)",
+    )
     run_parser = sub.add_parser(
         "run", help="run a command in a private mount namespace where the fake tree is /sys"
     )
@@ -39,6 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.subcommand == "record":
+        return record.main(args.output, args.devpaths, args.sysfs)
     if args.subcommand == "scenarios":
         for entry in sorted(importlib.resources.files("fakesys.scenarios").iterdir(), key=str):
             if entry.name.endswith(".toml"):

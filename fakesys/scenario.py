@@ -1,6 +1,11 @@
 """Scenarios: a machine described as data (TOML), and the boot that builds it.
 
-A scenario lists ``[[module]]``, ``[[driver]]`` and ``[[device]]`` entries. It is checked whole
+A scenario lists ``[[module]]``, ``[[driver]]`` and ``[[device]]`` entries; it may also hold a
+recording of a real machine (the ``[recording]`` and ``[sys.*]`` tables ``fakesys record``
+writes, see :mod:`fakesys.record`), or name one with ``include = "FILE"`` (relative to the
+scenario), whose machine then replaces the built-in root devices and whose devices a
+``[[device]]`` entry with a ``path`` can give another driver (``driver``) or leave unbound
+(``bind = false``). It is checked whole
 before anything is built: an error names the file, the entry and the field and says what was
 expected, and no mount happens. Drivers register before devices are added, so devices are
 probed as they appear, as at boot; a device with ``bind = false`` is added with the bus's
@@ -36,6 +41,7 @@ from typing import Any, NoReturn, TypeVar
 
 import trio
 
+from .drivers.recorded import RecordedDriver
 from .kernel import Device, Driver, Kernel, Module
 from .kernel.class_ import Class
 from .kernel.control import add_hardware_controls
@@ -46,6 +52,7 @@ from .kernel.driver import driver_register
 from .kernel.hotplug import HotplugDevice
 from .kernel.pci import PCI_ANY_ID, PciBar, PciDevice, PciDeviceId, PciSlot, pci_bus
 from .kernel.platform import PlatformDevice
+from .kernel.replay import RecordedMachine, Recording, replay
 from .kernel.simchar import BEHAVIOURS
 from .kernel.simdrv import (
     SimBehaviour,
@@ -56,6 +63,8 @@ from .kernel.simdrv import (
 )
 from .kernel.simdump import DUMP_ERAS, DUMP_FORMATS, DumpSpec, DumpSupport
 from .kernfs import ErrnoError
+from .record import RecordingError
+from .record import loads as recording_loads
 
 BUSES = ("platform", "pci", "hotplug")
 T = TypeVar("T")
@@ -106,12 +115,26 @@ class Scenario:
     modules: list[str] = field(default_factory=list)
     drivers: list[DriverSpec] = field(default_factory=list)
     devices: list[DeviceSpec] = field(default_factory=list)
+    recording: Recording | None = None
+    #: Recorded device path -> the driver the scenario gives it (None: leave it unbound).
+    bindings: dict[str, str | None] = field(default_factory=dict)
 
     async def boot(self, kernel: Kernel) -> None:
-        """Build the machine in ``kernel``, which must be freshly booted: classes, then each
-        module with its drivers (as insmod would), built-in drivers, then the devices."""
+        """Build the machine in ``kernel``, which must be freshly booted: the recorded
+        machine if there is one, classes, then each module with its drivers (as insmod
+        would), built-in drivers, then the devices."""
+        if self.recording is not None:
+            machine = await replay(kernel, self.recording, RecordedDriver, self.bindings)
+            kernel.platform_bus_device = machine.present.get(
+                "devices/platform", kernel.platform_bus_device
+            )
+            kernel.pci_host_bridge = machine.present.get(
+                "devices/pci0000:00", kernel.pci_host_bridge
+            )
+        await kernel.add_root_devices(spec.bus for spec in self.devices)
         for cls in dict.fromkeys(d.cls for d in self.drivers if d.policy is not None):
-            Class(kernel, cls).register()
+            if cls not in kernel.classes:
+                Class(kernel, cls).register()
         for name in self.modules:
             await self.load_module(kernel, name)
         for spec in self.drivers:
@@ -391,18 +414,72 @@ def _parse_bus_device(entry: _Entry, bus: str) -> DeviceSpec:
     return DeviceSpec(bus, slot_name, slot=slot)
 
 
+def _recording(data: dict[str, Any], source: str) -> Recording | None:
+    """The recording the scenario holds (``[recording]``) or includes (``include``)."""
+    try:
+        if "include" in data:
+            if "recording" in data or "sys" in data:
+                raise ScenarioError(f"{source}: include: a scenario holds one recording")
+            include = data["include"]
+            if not isinstance(include, str):
+                raise ScenarioError(f"{source}: include: expected the path of a recording")
+            path = Path(source).parent / include
+            try:
+                included = tomllib.loads(path.read_text(encoding="utf-8"))
+            except OSError as e:
+                raise ScenarioError(f"{source}: include: {path}: {e.strerror}") from None
+            except tomllib.TOMLDecodeError as e:
+                raise ScenarioError(f"{path}: not valid TOML: {e}") from None
+            if "recording" not in included:
+                raise ScenarioError(f"{source}: include: {path} is not a recording")
+            return recording_loads(included, str(path))
+        if "recording" in data:
+            return recording_loads(data, source)
+    except RecordingError as e:
+        raise ScenarioError(str(e)) from None
+    if "sys" in data:
+        raise ScenarioError(f"{source}: sys: a recording needs its [recording] table")
+    return None
+
+
+def _parse_binding(entry: _Entry, scenario: Scenario, drivers: set[tuple[str, str]]) -> None:
+    """A ``[[device]]`` with a ``path``: a recorded device given another driver, or none."""
+    path = entry.get("path", str, "the path of a recorded device").removeprefix("/sys/")
+    assert scenario.recording is not None
+    record = RecordedMachine(scenario.recording).devices.get(path)
+    if record is None or record.bus is None:
+        entry.fail("path", "the path of a recorded device on a bus, such as "
+                           '"/sys/devices/pci0000:00/0000:00:03.0"')  # fmt: skip
+    bind = entry.get("bind", bool, "true or false", True)
+    driver = entry.optional("driver", str, "a driver name")
+    if driver is not None and not bind:
+        entry.fail("driver", "no driver for a device with bind = false")
+    recorded = {(bus, name) for bus, name in (p.split("/")[1::2] for p in _driver_dirs(scenario))}
+    if driver is not None and (record.bus, driver) not in drivers | recorded:
+        entry.fail("driver", f"the name of a driver on bus '{record.bus}' (no '{driver}')")
+    if path in scenario.bindings:
+        entry.fail("path", f"a unique device ('{path}' is used twice)")
+    entry.done()
+    scenario.bindings[path] = driver if bind else None
+
+
+def _driver_dirs(scenario: Scenario) -> list[str]:
+    assert scenario.recording is not None
+    return [p for p in scenario.recording.dirs if p.startswith("bus/") and p.count("/") == 3]
+
+
 def parse(text: str, source: str) -> Scenario:
     """Check a scenario's text; raises :class:`ScenarioError` on the first problem."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"{source}: not valid TOML: {e}") from None
-    unknown = sorted(set(data) - {"module", "driver", "device"})
+    unknown = sorted(set(data) - {"module", "driver", "device", "recording", "sys", "include"})
     if unknown:
         raise ScenarioError(
             f"{source}: unknown table '{unknown[0]}' (expected [[module]], [[driver]], [[device]])"
         )
-    scenario = Scenario(source)
+    scenario = Scenario(source, recording=_recording(data, source))
     for entry in _entries(source, data, "module"):
         name = entry.get("name", str, "a string")
         if name in scenario.modules:
@@ -418,6 +495,9 @@ def parse(text: str, source: str) -> Scenario:
         scenario.drivers.append(drv)
     seen_devices: set[tuple[str, str]] = set()
     for entry in _entries(source, data, "device"):
+        if "path" in entry.table and scenario.recording is not None:
+            _parse_binding(entry, scenario, seen_drivers)
+            continue
         dev = _parse_device(entry, seen_drivers)
         if (dev.bus, dev.dev_name) in seen_devices:
             where = "slot" if dev.bus == "pci" else "name"
@@ -448,6 +528,6 @@ async def boot(scenario: Scenario, nursery: trio.Nursery | None = None) -> Kerne
     """A kernel booted with ``scenario``'s machine; deferred work runs in ``nursery``."""
     kernel = Kernel()
     kernel.nursery = nursery
-    await kernel.boot()
+    await kernel.boot(root_devices=scenario.recording is None)
     await scenario.boot(kernel)
     return kernel

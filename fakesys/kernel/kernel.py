@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import trio
 
@@ -144,7 +144,9 @@ class Kernel:
         lines.append(f"Hardware name: {HARDWARE_NAME}")
         return lines
 
-    async def boot(self) -> None:
+    async def boot(self, root_devices: bool = True) -> None:
+        """Boot; with ``root_devices`` False, the platform bus device and the PCI host bridge
+        are left for later (:meth:`add_root_devices`): a recorded machine has its own."""
         root = self.kernfs
         kmsg = root.create_file(self.dev_kn, "kmsg", 0o644, DevKmsg(self.log))
         self.log.on_record.append(kmsg.notify)
@@ -159,9 +161,18 @@ class Kernel:
         PlatformBus(self).register()
         PciBus(self).register()
         HotplugBus(self).register()
-        await device_add(self.platform_bus_device)
-        await device_add(self.pci_host_bridge)
+        if root_devices:
+            await self.add_root_devices(("platform", "pci"))
         self.log.emit(KERN_INFO, f"Linux version {UTS_RELEASE} (fakesys) {UTS_VERSION}")
+
+    async def add_root_devices(self, buses: Iterable[str]) -> None:
+        """Add the root devices of the built-in ``buses`` that are not in sysfs yet:
+        ``/sys/devices/platform`` and ``/sys/devices/pci0000:00``."""
+        roots = {"platform": self.platform_bus_device, "pci": self.pci_host_bridge}
+        for bus in buses:
+            dev = roots.get(bus)
+            if dev is not None and not dev.registered:
+                await device_add(dev)
 
     def _sys_dev_dir(self, dev: Device) -> KernfsNode:
         """device_to_dev_kobj(): ``/sys/dev/block`` for the block class, else ``/sys/dev/char``."""

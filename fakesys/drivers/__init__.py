@@ -1,0 +1,1 @@
+"""Drivers of the simulated machine, one module each, on the driver core."""

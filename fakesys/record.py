@@ -212,14 +212,21 @@ class Recorder:
         modules = set()
         for where in sorted(drivers):
             self.read_dir(where, keep=lambda r, e: e.name == "module" or to_recorded(r, e))
-            module = self.dirs[where].entries.get("module")
-            if isinstance(module, LinkRecord):
-                modules.add(resolve(where, module.target))
+            modules.add(self._module_of(where))
         for module_dir in sorted(m for m in modules if m is not None):
             self.read_tree(module_dir)
         for where in ("block", "dev", "dev/char", "dev/block"):
             if os.path.isdir(posixpath.join(self.sysfs, where)):
                 self.read_dir(where, keep=to_recorded)
+
+    def _module_of(self, driver_dir: str) -> str | None:
+        """A driver's module: its ``module`` link, or for a built-in driver (which has
+        none) the module of its name if ``/sys/module`` has one (virtio-pci in virtio_pci)."""
+        module = self.dirs[driver_dir].entries.get("module")
+        if isinstance(module, LinkRecord):
+            return resolve(driver_dir, module.target)
+        by_name = "module/" + posixpath.basename(driver_dir).replace("-", "_")
+        return by_name if os.path.isdir(posixpath.join(self.sysfs, by_name)) else None
 
 
 def device_path(sysfs: str, path: str) -> str:

@@ -4,7 +4,6 @@ this machine's /sys."""
 from __future__ import annotations
 
 import errno
-import os
 import subprocess
 import sys
 import tomllib

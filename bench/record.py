@@ -88,9 +88,7 @@ def main() -> None:
     devices = sum(1 for _ in recorded.device_paths())
     rec, floor = statistics.median(records), statistics.median(floors)
     mount, default = statistics.median(mounts), statistics.median(defaults)
-    print(
-        f"whole machine: {entries} entries, {devices} devices, a {size / 1024:.0f} KiB recording"
-    )
+    print(f"whole machine: {entries} entries, {devices} devices, a {size / 1024:.0f} KiB recording")
     print(f"record: {rec:.2f} s (floor: walk and read {floor:.2f} s, ratio {rec / floor:.2f})")
     print(
         f"mount: ready in {mount:.2f} s (built-in scenario {default:.2f} s, ratio"

@@ -4,6 +4,10 @@ Shutdown on SIGTERM, SIGINT or SIGHUP: blocked reads are woken (they answer ENOD
 stops taking requests, in-flight handlers get a grace period, and the mount is removed. The
 mount uses ``auto_unmount``, so even a SIGKILL of the daemon leaves no dead mount behind; a
 dead ``fuse.fakesys`` mount left by an older daemon on the target is detached at start.
+
+For ``fakesys run``, whose namespaces it shares, the daemon also broadcasts every uevent on
+netlink (:mod:`fakesys.netlink`) and keeps the namespace's /dev in step with the tree
+(:mod:`fakesys.dev_mirror`).
 """
 
 from __future__ import annotations
@@ -14,12 +18,16 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 import pyfuse3
 import trio
 
 from ._mounts import detach, mounted_fstype
+from .dev_mirror import DevMirror
 from .fuse import Invalidator, Operations
+from .kernel import Kernel
+from .netlink import UeventNetlink
 from .scenario import Scenario, ScenarioError, boot
 
 log = logging.getLogger(__name__)
@@ -72,13 +80,19 @@ def mount_options(debug_fuse: bool) -> set[str]:
     return options
 
 
-async def serve(scenario: Scenario, mountpoint: str, debug_fuse: bool = False) -> None:
+async def serve(
+    scenario: Scenario,
+    mountpoint: str,
+    debug_fuse: bool = False,
+    netlink: UeventNetlink | None = None,
+    mirror_dev: str | None = None,
+) -> None:
     async with trio.open_nursery() as engine:
         # A big machine is hundreds of thousands of objects that live as long as the mount:
         # collecting while they are made costs seconds, and scanning them later, pauses.
         gc.disable()
         try:
-            kernel = await boot(scenario, engine)
+            kernel = await boot(scenario, engine, netlink.attach if netlink else None)
         finally:
             gc.freeze()
             gc.enable()
@@ -88,18 +102,29 @@ async def serve(scenario: Scenario, mountpoint: str, debug_fuse: bool = False) -
             pyfuse3.init(operations, mountpoint, mount_options(debug_fuse))
         except RuntimeError as e:  # fuse_session_new() or fuse_session_mount() failed
             raise MountFailed(f"cannot mount on {mountpoint}: {e} (is /dev/fuse usable?)") from None
+        mirror = None
+        if mirror_dev is not None:
+            mirror = DevMirror(Path(mountpoint, "dev"), Path(mirror_dev), invalidator)
         try:
-            print(f"fakesys: mounted {scenario.source} on {mountpoint}", flush=True)
             async with trio.open_nursery() as fuse:
                 fuse.start_soon(invalidator.run)
                 fuse.start_soon(operations.interrupts.run)
                 fuse.start_soon(_stop_on_signal, operations, fuse.cancel_scope)
+                fuse.start_soon(_ready, kernel, mirror, f"{scenario.source} on {mountpoint}")
                 await pyfuse3.main(min_tasks=4, max_tasks=MAX_TASKS)
                 fuse.cancel_scope.cancel()
         finally:
             operations.drop_poll_handles()
             pyfuse3.close(unmount=True)
         engine.cancel_scope.cancel()
+
+
+async def _ready(kernel: Kernel, mirror: DevMirror | None, what: str) -> None:
+    """Say that the mount serves, once the mirrored /dev (whose binds need the file system
+    served) shows the nodes."""
+    if mirror is not None:
+        await mirror.start(kernel)
+    print(f"fakesys: mounted {what}", flush=True)
 
 
 async def _stop_on_signal(operations: Operations, cancel_scope: trio.CancelScope) -> None:
@@ -114,16 +139,27 @@ async def _stop_on_signal(operations: Operations, cancel_scope: trio.CancelScope
     cancel_scope.cancel()
 
 
-def run(scenario: Scenario, mountpoint: str, debug_fuse: bool = False) -> int:
+def run(
+    scenario: Scenario,
+    mountpoint: str,
+    debug_fuse: bool = False,
+    netlink: bool = False,
+    mirror_dev: str | None = None,
+) -> int:
     try:
         clear_stale_mount(mountpoint)
     except (MountError, OSError) as e:
         print(f"fakesys: {e}", file=sys.stderr)
         return 1
+    try:
+        uevent_netlink = UeventNetlink() if netlink else None
+    except OSError as e:
+        print(f"fakesys: --netlink: {e.strerror}", file=sys.stderr)
+        return 1
     # Errors from the boot or the mount come out of the engine's nursery in a group.
     status = 0
     try:
-        trio.run(serve, scenario, mountpoint, debug_fuse)
+        trio.run(serve, scenario, mountpoint, debug_fuse, uevent_netlink, mirror_dev)
     except* ScenarioError as scenario_errors:
         _report(scenario_errors)
         status = 2

@@ -26,8 +26,8 @@ from .dd import (
 )
 from .kobject_uevent import KOBJ_ADD, KOBJ_REMOVE, kobject_synth_uevent, kobject_uevent
 from .lib import buf_to_str, sysfs_streq
-from .stacktrace import frame
-from .sysfs import RW, WO, SysfsAttr, SysfsBinAttr, create_file
+from .stacktrace import Frames, frame
+from .sysfs import RW, WO, SysfsAttr, create_file
 
 if TYPE_CHECKING:
     from .core import Device
@@ -40,12 +40,14 @@ class BusType:
 
     #: Attributes every device on this bus gets (bus->dev_groups).
     dev_attrs: Sequence[SysfsAttr[Device]] = ()
-    #: Binary attributes every device on this bus gets (the bin_attrs of bus->dev_groups).
-    dev_bin_attrs: Sequence[SysfsBinAttr[Device]] = ()
     #: Attributes every driver on this bus gets (bus->drv_groups).
     drv_attrs: Sequence[SysfsAttr[Driver]] = ()
     #: Attributes of the bus itself (bus->bus_groups).
     bus_attrs: Sequence[SysfsAttr[BusType]] = ()
+    #: The bus's own probe and remove (bus->probe, bus->remove), which call the driver's:
+    #: the frames between really_probe() and a driver's probe in a stack.
+    probe_frames: Frames = ()
+    remove_frames: Frames = ()
 
     def __init__(self, kernel: Kernel, name: str) -> None:
         self.kernel = kernel
@@ -101,13 +103,22 @@ class BusType:
             with contextlib.suppress(ErrnoError):
                 await device_attach(dev)
 
-    async def remove_device(self, dev: Device) -> None:
-        """bus_remove_device(): the links go first, then the driver is released."""
+    async def remove_device_links(self, dev: Device) -> None:
+        """The bus's attributes and links of ``dev``."""
         root = self.kernel.kernfs
         assert dev.kn is not None and self.devices_kn is not None
-        for kn in (dev.kn.lookup("subsystem"), self.devices_kn.lookup(dev.name)):
+        for kn in (
+            *(dev.kn.lookup(attr.name) for attr in self.dev_attrs),
+            self.devices_kn.lookup(dev.name),
+            dev.kn.lookup("subsystem"),
+        ):
             if kn is not None:
                 await root.remove(kn)
+
+    async def remove_device(self, dev: Device) -> None:
+        """bus_remove_device(): the bus's attributes and the links go first, then the driver
+        is released."""
+        await self.remove_device_links(dev)
         await device_release_driver(dev)
         self.devices.remove(dev)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
 import trio
@@ -22,9 +22,9 @@ from .hw import Hardware
 from .kobject_uevent import KOBJ_ADD, KOBJ_REMOVE, kobject_synth_uevent, kobject_uevent
 from .kref import Kref
 from .lockdep import DEV_MUTEX, held
-from .power import dpm_sysfs_add
+from .power import DevPmInfo, dpm_sysfs_add, dpm_sysfs_remove
 from .printk import KERN_ERR
-from .sysfs import RO, RW, SysfsAttr, create_bin_file, create_file, create_group
+from .sysfs import RO, RW, SysfsAttr, create_file, create_group
 
 if TYPE_CHECKING:
     from .bus import BusType
@@ -91,13 +91,14 @@ class Device:
         self.driver: Driver | None = None
         self.driver_data: object = None
         self.driver_override: str | None = None
-        self.runtime_forbidden = False
+        self.power = DevPmInfo()
         #: dev_set_uevent_suppress(): device_add() sends no ``add`` event.
         self.uevent_suppress = False
-        #: The mode of the /dev node devtmpfs makes for a device with a number.
-        self.devnode_mode = DEFAULT_DEVNODE_MODE
-        #: The path below /dev a class's devnode() gives (``dri/card0``), if not the name.
+        #: What the class's devnode() gives for this device: the path below /dev
+        #: (``dri/card0``) if not the name, and the node's mode if not 0600 (then also
+        #: ``DEVMODE`` in its uevent).
         self.devnode: str | None = None
+        self.devnode_mode: int | None = None
         self.hw = Hardware()
         #: The names of the devices that must be bound before this one probes (device links).
         self.suppliers: list[str] = []
@@ -123,16 +124,15 @@ class Device:
         return _parent_dir(self)
 
     def add_files(self) -> None:
-        """The files the device's class, bus and power management give it (device_add_attrs(),
-        the bus's dev_groups in bus_add_device(), dpm_sysfs_add()), and its hardware's."""
+        """The files the device's class and bus give it (device_add_attrs(), the bus's
+        dev_groups in bus_add_device()), its ``power/`` group (dpm_sysfs_add()) and its
+        hardware's attributes."""
         assert self.kn is not None
         root = self.kernel.kernfs
         if self.cls is not None:
             self.cls.add_device_attrs(self)
         if self.bus is not None:
             create_group(root, self.kn, self, self.bus.dev_attrs)
-            for attr in self.bus.dev_bin_attrs:
-                create_bin_file(root, self.kn, self, attr)
         dpm_sysfs_add(self)
         for name in self.hw.attrs:
             create_file(root, self.kn, self, SysfsAttr(name, RO, _hw_attr_show(name)))
@@ -161,6 +161,19 @@ class Device:
         """The node's path below /dev (device_get_devnode()): the class's devnode() name if
         it set one, else the device name with ``!`` for ``/``."""
         return self.devnode or self.name.replace("!", "/")
+
+    def physical(self) -> Device:
+        """The device on a bus behind a class device (a node's hardware), or itself."""
+        dev = self
+        while dev.bus is None and dev.parent is not None:
+            dev = dev.parent
+        return dev
+
+    @property
+    def sends_uevents(self) -> bool:
+        """dev_uevent_filter(): only a device on a bus or in a class has events; a bare
+        parent such as ``/sys/devices/platform`` or a PCI host bridge has none."""
+        return self.bus is not None or self.cls is not None
 
     def subsystem_name(self) -> str:
         if self.cls is not None:
@@ -195,7 +208,7 @@ class Device:
             env.append(("MAJOR", str(self.devt[0])))
             env.append(("MINOR", str(self.devt[1])))
             env.append(("DEVNAME", self.devnode_path()))
-            if self.devnode_mode != DEFAULT_DEVNODE_MODE:  # set by the class's devnode()
+            if self.devnode_mode:  # dev_uevent(): only when devnode() gave a mode
                 env.append(("DEVMODE", f"{self.devnode_mode:#o}".replace("0o", "0")))
         if self.devtype is not None:
             env.append(("DEVTYPE", self.devtype))
@@ -265,59 +278,59 @@ def _parent_dir(dev: Device) -> KernfsNode:
 
 
 async def device_add(dev: Device) -> None:
-    """Put the device in sysfs, on its bus and in its class, then probe it (device_add())."""
+    """Put the device in sysfs, on its bus and in its class, then probe it (device_add()).
+
+    A step that fails undoes the steps before it, newest first, as device_add()'s error
+    labels do, so a device that could not be added leaves nothing behind: no directory, no
+    class or bus link, no ``/sys/dev`` entry, no reference on its parent.
+    """
     kernel = dev.kernel
     root = kernel.kernfs
-    if dev.parent is not None:
-        get_device(dev.parent)
     parent_kn = dev.get_device_parent()
     if parent_kn.lookup(dev.name) is not None:
-        kernel.log.emit(
-            KERN_ERR, f"sysfs: cannot create duplicate filename '{parent_kn.path()}/{dev.name}'"
-        )
+        root.duplicate(parent_kn, dev.name)
+        raise ErrnoError(errno.EEXIST)
+    if dev.parent is not None:
+        get_device(dev.parent)
+    undo: list[Callable[[], Awaitable[None]]] = []
+    try:
+        dev.kn = root.create_dir(parent_kn, dev.name)
+        undo.append(lambda: _remove_dir(dev, parent_kn))
+        create_file(root, dev.kn, dev, DEV_ATTR_UEVENT)
+        if dev.cls is not None:
+            dev.cls.add_device_links(dev)
+            undo.append(lambda: _remove_class_links(dev))
+        if dev.bus is not None:
+            dev.bus.add_device(dev)
+            undo.append(lambda: _remove_bus_links(dev))
+        dev.add_files()
+        if dev.devt is not None:
+            create_file(root, dev.kn, dev, DEV_ATTR_DEV)
+            kernel.add_sys_dev_entry(dev)
+            undo.append(lambda: kernel.remove_sys_dev_entry(dev))
+            if dev.devtmpfs_node:
+                await devtmpfs_create_node(dev, dev.devnode_mode or DEFAULT_DEVNODE_MODE)
+    except ErrnoError:
+        for step in reversed(undo):
+            await step()
+        dev.kn = None
         if dev.parent is not None:
             put_device(dev.parent)
-        raise ErrnoError(errno.EEXIST)
-    dev.kn = root.create_dir(parent_kn, dev.name)
-    create_file(root, dev.kn, dev, DEV_ATTR_UEVENT)
-    if dev.cls is not None:
-        dev.cls.add_device_links(dev)
-    if dev.bus is not None:
-        dev.bus.add_device(dev)
-    dev.add_files()
-    if dev.devt is not None:
-        create_file(root, dev.kn, dev, DEV_ATTR_DEV)
-        kernel.add_sys_dev_entry(dev)
-        if dev.devtmpfs_node:
-            devtmpfs_create_node(dev, dev.devnode_mode)
-    if not dev.uevent_suppress:
+        raise
+    if dev.sends_uevents and not dev.uevent_suppress:
         kobject_uevent(kernel, KOBJ_ADD, dev.devpath(), dev.subsystem_name(), dev.uevent_env())
     if dev.bus is not None:
         await dev.bus.probe_device(dev)
 
 
-async def device_del(dev: Device) -> None:
-    """Take the device out of the system (device_del()): it is marked dead so no driver can
-    bind any more, its driver is unbound, and its directory goes away once callbacks in
-    flight on its attributes have returned."""
-    kernel = dev.kernel
-    async with dev.lock:
-        dev.dead = True
-    kernel.deferred_probe.delete(dev)
-    if dev.devt is not None:
-        if dev.devtmpfs_node:
-            await devtmpfs_delete_node(dev)
-        await kernel.remove_sys_dev_entry(dev)
-    if dev.cls is not None:
-        await dev.cls.remove_device_links(dev)
-    env = dev.uevent_env()
-    devpath = dev.devpath()
-    if dev.bus is not None:
-        await dev.bus.remove_device(dev)
-    kobject_uevent(kernel, KOBJ_REMOVE, devpath, dev.subsystem_name(), env)
+async def _remove_dir(dev: Device, parent_kn: KernfsNode) -> None:
     assert dev.kn is not None
-    glue = dev.kn.parent
-    await kernel.kernfs.remove(dev.kn)
+    await dev.kernel.kernfs.remove(dev.kn)
+    await _remove_glue_dir(dev, parent_kn)
+
+
+async def _remove_glue_dir(dev: Device, glue: KernfsNode | None) -> None:
+    """cleanup_glue_dir(): a class glue directory goes with its last device."""
     if (
         glue is not None
         and dev.cls is not None
@@ -325,9 +338,72 @@ async def device_del(dev: Device) -> None:
         and glue is not dev.parent.kn
         and not glue.children
     ):
-        await kernel.kernfs.remove(glue)
+        await dev.kernel.kernfs.remove(glue)
+
+
+async def _remove_class_links(dev: Device) -> None:
+    assert dev.cls is not None
+    await dev.cls.remove_device_links(dev)
+
+
+async def _remove_bus_links(dev: Device) -> None:
+    assert dev.bus is not None
+    await dev.bus.remove_device_links(dev)
+    dev.bus.devices.remove(dev)
+
+
+async def device_del(dev: Device) -> None:
+    """Take the device out of the system, in device_del()'s order: it is marked dead so no
+    driver can bind any more; its ``power/`` group, ``dev`` file, class links, ``uevent`` file
+    and attributes go; bus_remove_device() takes the bus's attributes and links and only then
+    unbinds the driver, whose remove() so runs on a directory already emptied of them; then the
+    ``remove`` uevent, and the directory goes once callbacks in flight have returned."""
+    kernel = dev.kernel
+    root = kernel.kernfs
+    async with dev.lock:
+        dev.dead = True
+    kernel.deferred_probe.delete(dev)
+    await dpm_sysfs_remove(dev)
+    if dev.devt is not None:
+        if dev.devtmpfs_node:
+            await devtmpfs_delete_node(dev)
+        await kernel.remove_sys_dev_entry(dev)
+        await _remove_files(dev, (DEV_ATTR_DEV.name,))
+    if dev.cls is not None:
+        await dev.cls.remove_device_links(dev)
+    await _remove_files(dev, (DEV_ATTR_UEVENT.name,))
+    await device_remove_attrs(dev)
+    devpath = dev.devpath()
+    if dev.bus is not None:
+        await dev.bus.remove_device(dev)
+    if dev.sends_uevents:
+        # The variables are those after the unbind (no DRIVER), as kobject_uevent() asks
+        # dev_uevent() for them only now.
+        kobject_uevent(kernel, KOBJ_REMOVE, devpath, dev.subsystem_name(), dev.uevent_env())
+    assert dev.kn is not None
+    glue = dev.kn.parent
+    await root.remove(dev.kn)
+    await _remove_glue_dir(dev, glue)
     if dev.parent is not None:
         put_device(dev.parent)
+
+
+async def _remove_files(dev: Device, names: Iterable[str]) -> None:
+    """sysfs_remove_file() of each name the device's directory has."""
+    assert dev.kn is not None
+    for name in names:
+        kn = dev.kn.lookup(name)
+        if kn is not None:
+            await dev.kernel.kernfs.remove(kn)
+
+
+async def device_remove_attrs(dev: Device) -> None:
+    """The device's own attributes (the hardware's) and its class's dev_groups."""
+    await _remove_files(dev, dev.hw.attrs)
+    if dev.cls is not None:
+        cls = dev.cls
+        await _remove_files(dev, (a.name for a in cls.dev_attrs))
+        await _remove_files(dev, (a.name for a in cls.dev_bin_attrs))
 
 
 async def device_unregister(dev: Device) -> None:

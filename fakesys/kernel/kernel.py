@@ -2,7 +2,7 @@
 
 :meth:`Kernel.boot` does what driver_init() and the early initcalls do: the sysfs skeleton,
 the platform bus with its root device, the PCI bus with its host bridge, and the files outside
-sysfs that fakesys serves (``/dev/kmsg``, ``/proc/sys/kernel/tainted``).
+sysfs that fakesys serves (``/dev/kmsg``, ``/proc/sys/kernel/tainted``, ``/proc/modules``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import trio
 
 from ..kernfs import Attribute, KernfsNode, KernfsRoot
 from .bus import BusType
-from .char_dev import Cdev
+from .calls import set_current_kernel
+from .char_dev import CharDevices, DevtmpfsMirror
 from .class_ import Class
 from .control import create_control_files
 from .core import Device, device_add
@@ -27,19 +28,31 @@ from .hotplug import HotplugBus
 from .kasan import Kasan
 from .ksysfs import ksysfs_init
 from .lockdep import Lockdep
-from .module import Module
+from .module import MODULE_LOAD_OFFSET, MODULES_VADDR, Module
+from .module_procfs import ProcModules
 from .panic import Taint
-from .pci import PciBus
+from .pci import PciBus, pci_register_host_bridge
 from .platform import PlatformBus
-from .printk import KERN_INFO, KERN_WARNING, DevKmsg, PrintkBuffer
+from .printk import KERN_NOTICE, KERN_WARNING, DevKmsg, PrintkBuffer
 from .sched import current
 from .slab import Slab
+from .stacktrace import stack
+from .timer import TimerList
 from .workqueue import Clock, DelayedWork
 
 log = logging.getLogger(__name__)
 
 UTS_RELEASE = "6.18.0-fakesys"
-UTS_VERSION = "#1 SMP PREEMPT_DYNAMIC"
+# scripts/mkcompile_h: the build number, the options, the build time.
+UTS_VERSION = "#1 SMP PREEMPT_DYNAMIC Sun Nov 30 12:00:00 UTC 2025"
+LINUX_COMPILE_BY = "fakesys"
+LINUX_COMPILE_HOST = "fakesys"
+LINUX_COMPILER = "gcc (GCC) 14.2.0, GNU ld (GNU Binutils) 2.44"
+# init/version-timestamp.c
+LINUX_BANNER = (
+    f"Linux version {UTS_RELEASE} ({LINUX_COMPILE_BY}@{LINUX_COMPILE_HOST}) "
+    f"({LINUX_COMPILER}) {UTS_VERSION}"
+)
 # preempt_model_str() (kernel/sched/core.c) of a PREEMPT_DYNAMIC kernel booted in the
 # distributions' default mode, printed on dump_stack()'s CPU line since v6.15.
 PREEMPT_MODEL = "PREEMPT(voluntary)"
@@ -50,7 +63,7 @@ class Kernel:
     def __init__(self) -> None:
         self.clock = Clock()
         self.log = PrintkBuffer(self.clock.now_ns)
-        self.kernfs = KernfsRoot(warn=self._kernfs_warning)
+        self.kernfs = KernfsRoot(warn=self._kernfs_warning, duplicate=self._sysfs_warn_dup)
         self.taint = Taint()
         self.lockdep = Lockdep(self)
         self.kasan = Kasan(
@@ -61,17 +74,24 @@ class Kernel:
         self.uevent_seqnum = 0
         self.uevent_helper = ""
         self.uevent_listeners: list[Callable[[list[tuple[str, str]]], None]] = []
+        #: Sends an event (action, DEVPATH, variables without SEQNUM) on netlink; returns the
+        #: SEQNUM the receiving kernel gave it, or None (kobject_uevent_net_broadcast()).
+        self.uevent_net_broadcast: (
+            Callable[[str, str, list[tuple[str, str]]], int | None] | None
+        ) = None
         self.buses: dict[str, BusType] = {}
         self.classes: dict[str, Class] = {}
         self.modules: dict[str, Module] = {}
-        self.chrdevs: dict[int, str] = {}
-        self.cdev_map: dict[tuple[int, int], Cdev] = {}
+        self.char_devices = CharDevices()
+        #: The next free address of the module area (execmem_alloc()).
+        self.module_area_next = MODULES_VADDR + MODULE_LOAD_OFFSET
+        self.devtmpfs_mirrors: list[DevtmpfsMirror] = []
         self.hold = HoldPoints(self.clock)
         self.deferred_probe = DeferredProbe(self)
-        self.delayed_works: weakref.WeakSet[DelayedWork] = weakref.WeakSet()
-        #: Serializes driver lookups with driver unregistration (the driver_lock proposed in
-        #: the 2002 driverfs discussion).
-        self.driver_lock = trio.Lock()
+        #: Pending timers and delayed work, for advance_clock to wait for what fell due.
+        self.timers: weakref.WeakSet[DelayedWork | TimerList] = weakref.WeakSet()
+        #: fail_function: a driver function → the errno it returns instead of running.
+        self.fail_function: dict[Callable[..., object], int] = {}
         #: Where deferred work (tasklets, workqueues, timers) runs; set by whoever runs the
         #: kernel (the daemon, a test).
         self.nursery: trio.Nursery | None = None
@@ -98,9 +118,9 @@ class Kernel:
     async def settle_due_work(self) -> None:
         """Wait until the delayed work whose deadline has passed has run."""
         now = self.clock.now()
-        for work in list(self.delayed_works):
-            if work.pending and work.deadline <= now:
-                await work.wait_idle()
+        for timer in list(self.timers):
+            if timer.pending and timer.deadline <= now:
+                await timer.wait_idle()
 
     def spawn(self, fn: Callable[[], Awaitable[object]]) -> None:
         """Run ``fn`` as deferred kernel work (a softirq, a work item).
@@ -113,6 +133,7 @@ class Kernel:
             raise RuntimeError("deferred work needs Kernel.nursery")
 
         async def guarded() -> None:
+            set_current_kernel(self)
             # An engine bug in deferred work must not end the nursery, and with it the mount.
             try:
                 await fn()
@@ -123,6 +144,21 @@ class Kernel:
 
         contextvars.Context().run(self.nursery.start_soon, guarded)
         self.deferred_tasks += 1
+
+    def _sysfs_warn_dup(self, parent: KernfsNode, name: str) -> None:
+        """sysfs_warn_dup() (fs/sysfs/dir.c): the path below /sys, then the stack."""
+        path = parent.path()
+        if not path.startswith("/sys/") and path != "/sys":
+            return
+        self.log.emit(
+            KERN_WARNING,
+            f"sysfs: cannot create duplicate filename '{path.removeprefix('/sys')}/{name}'",
+        )
+        for line in [*self.dump_stack_header(), "Call Trace:", " <TASK>"]:
+            self.log.emit(KERN_WARNING, line)
+        for frame in stack("sysfs_warn_dup", "dump_stack_lvl"):
+            self.log.emit(KERN_WARNING, f" {frame}")
+        self.log.emit(KERN_WARNING, " </TASK>")
 
     def _kernfs_warning(self, message: str) -> None:
         self.log.emit(KERN_WARNING, message)
@@ -145,14 +181,22 @@ class Kernel:
         return lines
 
     async def boot(self, root_devices: bool = True) -> None:
-        """Boot; with ``root_devices`` False, the platform bus device and the PCI host bridge
-        are left for later (:meth:`add_root_devices`): a recorded machine has its own."""
+        """Build the machine; from now on the calling task runs as this kernel's. With
+        ``root_devices`` False, the platform bus device and the PCI host bridge are left for
+        later (:meth:`add_root_devices`): a recorded machine has its own."""
+        set_current_kernel(self)
+        # start_kernel(): the banner is the first message, pr_notice("%s", linux_banner).
+        self.log.emit(KERN_NOTICE, LINUX_BANNER)
         root = self.kernfs
         kmsg = root.create_file(self.dev_kn, "kmsg", 0o644, DevKmsg(self.log))
         self.log.on_record.append(kmsg.notify)
         root.create_file(self.proc_sys_kernel_kn, "tainted", 0o644, self.taint.proc_attribute())
         osrelease = Attribute(lambda: f"{UTS_RELEASE}\n", sysfs=False)
         root.create_file(self.proc_sys_kernel_kn, "osrelease", 0o444, osrelease)
+        # proc_version_show(): the banner's format with the running kernel's uname fields
+        version = Attribute(lambda: f"{LINUX_BANNER}\n", sysfs=False)
+        root.create_file(root.mkdir_p("proc"), "version", 0o444, version)
+        root.create_file(root.mkdir_p("proc"), "modules", 0o444, ProcModules(self))
         ksysfs_init(self)
         deferred = Attribute(self.deferred_probe.show, sysfs=False)
         root.create_file(root.mkdir_p("sys/kernel/debug"), "devices_deferred", 0o444, deferred)
@@ -163,16 +207,15 @@ class Kernel:
         HotplugBus(self).register()
         if root_devices:
             await self.add_root_devices(("platform", "pci"))
-        self.log.emit(KERN_INFO, f"Linux version {UTS_RELEASE} (fakesys) {UTS_VERSION}")
 
     async def add_root_devices(self, buses: Iterable[str]) -> None:
-        """Add the root devices of the built-in ``buses`` that are not in sysfs yet:
-        ``/sys/devices/platform`` and ``/sys/devices/pci0000:00``."""
-        roots = {"platform": self.platform_bus_device, "pci": self.pci_host_bridge}
-        for bus in buses:
-            dev = roots.get(bus)
-            if dev is not None and not dev.registered:
-                await device_add(dev)
+        """Add the root devices of the built-in ``buses`` named that are not in sysfs yet:
+        ``/sys/devices/platform``, and the PCI host bridge with its root bus."""
+        wanted = set(buses)
+        if "platform" in wanted and not self.platform_bus_device.registered:
+            await device_add(self.platform_bus_device)
+        if "pci" in wanted and not self.pci_host_bridge.registered:
+            await pci_register_host_bridge(self)
 
     def _sys_dev_dir(self, dev: Device) -> KernfsNode:
         """device_to_dev_kobj(): ``/sys/dev/block`` for the block class, else ``/sys/dev/char``."""

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +17,7 @@ Mount = FakesysMount
 
 pytest_plugins = ["pytester"]
 
-__all__ = ["Mount", "fuse_usable", "wait_blocked_in_read", "wait_until"]
+__all__ = ["Mount", "fuse_usable", "run_shell_example", "wait_blocked_in_read", "wait_until"]
 
 
 @pytest.fixture
@@ -41,3 +44,19 @@ def blocked_in_read(pid: int) -> bool:
 
 def wait_blocked_in_read(pid: int, timeout: float = 10.0) -> None:
     assert wait_until(lambda: blocked_in_read(pid), timeout), f"{pid} never blocked in read"
+
+
+def run_shell_example(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A shell example (of the README) run with bash in ``cwd``, with this environment's
+    ``fakesys`` and ``python3`` first on the PATH, as a user who installed it has them."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    return subprocess.run(
+        ["bash", "-c", script],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from fakesys._mounts import mounted_fstype
 
-from .conftest import fuse_usable
+from .conftest import fuse_usable, run_shell_example
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -30,16 +27,7 @@ def workflow() -> str:
 def test_record_mount_unbind_under_an_open_file_and_bind(tmp_path: Path) -> None:
     if not Path("/sys/class/net/eth0/device/driver").exists():
         pytest.skip("the workflow records eth0, and this machine has no eth0 with a driver")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    out = subprocess.run(
-        ["bash", "-c", workflow()],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=env,
-    )
+    out = run_shell_example(workflow(), tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("fakesys: mounted nic.toml on mnt\n")
     assert "Kernel driver in use:" in out.stdout

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import fuse_usable
+from .conftest import fuse_usable, run_shell_example
 
 pytestmark = [
     pytest.mark.skipif(not fuse_usable(), reason="no usable /dev/fuse on this machine"),
@@ -286,17 +286,7 @@ def _readme_example() -> tuple[str, str, str]:
 def test_the_readme_hot_unplug_handler_prints_what_the_readme_says(tmp_path: Path) -> None:
     handler, command, output = _readme_example()
     (tmp_path / "unplug.py").write_text(handler)
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"  # fakesys, python3, pyudev
-    result = subprocess.run(
-        ["bash", "-c", command],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=env,
-    )
+    result = run_shell_example(command, tmp_path)  # fakesys, python3 and pyudev on the PATH
     assert result.returncode == 0, result.stderr
     assert result.stdout == output
 

@@ -485,7 +485,10 @@ def _parse_ids(entry: _Entry, spec: DriverSpec) -> None:
             entry.fail("ids", "at least one PCI id ({vendor = 0x..., device = 0x...})")
 
 
-def _parse_driver(entry: _Entry, modules: list[str], base: Path | None) -> DriverSpec:
+def _parse_driver(
+    entry: _Entry, modules: list[str], base: Path | None, buses: tuple[str, ...] = BUSES
+) -> DriverSpec:
+    """``buses``: those a driver may go on (with a recording, its buses too)."""
     impl = entry.optional("impl", str, 'a driver: "cdev_devm", "mydriver.py" or a module path')
     name = (
         entry.get("name", str, "a string")
@@ -497,8 +500,8 @@ def _parse_driver(entry: _Entry, modules: list[str], base: Path | None) -> Drive
         if impl is None
         else entry.optional("bus", str, "a string")
     )
-    if bus is not None and bus not in BUSES:
-        entry.fail("bus", " or ".join(repr(b) for b in BUSES))
+    if bus is not None and bus not in buses:
+        entry.fail("bus", " or ".join(repr(b) for b in buses))
     module = entry.optional("module", str, "a string")
     if module is not None and module not in modules:
         entry.fail("module", f"the name of a [[module]] (no module '{module}')")
@@ -688,9 +691,11 @@ def parse(text: str, source: str, base: Path | None = None) -> Scenario:
         if module.name in scenario.module_names:
             entry.fail("name", f"a unique module name ('{module.name}' is used twice)")
         scenario.modules.append(module)
+    recorded = RecordedMachine(scenario.recording) if scenario.recording else None
+    buses = BUSES + tuple(b for b in recorded.buses if b not in BUSES) if recorded else BUSES
     seen_drivers: set[tuple[str, str]] = set()
     for entry in _entries(source, data, "driver"):
-        drv = _parse_driver(entry, scenario.module_names, base)
+        drv = _parse_driver(entry, scenario.module_names, base, buses)
         if drv.name is not None and drv.bus is not None:
             if (drv.bus, drv.name) in seen_drivers:
                 entry.fail("name", f"a unique driver name on its bus ('{drv.name}' is used twice)")
@@ -699,7 +704,6 @@ def parse(text: str, source: str, base: Path | None = None) -> Scenario:
     named = {d.name for d in scenario.drivers if d.name is not None}
     anonymous = any(d.name is None or d.bus is None for d in scenario.drivers)
     seen_devices: set[tuple[str, str]] = set()
-    recorded = RecordedMachine(scenario.recording) if scenario.recording else None
     for entry in _entries(source, data, "device"):
         if "path" in entry.table and recorded is not None:
             _parse_binding(entry, scenario, recorded, seen_drivers if not anonymous else None)

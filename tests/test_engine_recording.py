@@ -308,3 +308,41 @@ def test_a_recording_that_is_not_toml_is_refused(tmp_path: Path) -> None:
     bad.write_text("[recording\n")
     with pytest.raises(RecordingError, match="not valid TOML"):
         load_recording(str(bad))
+
+
+THERMO = Path(__file__).parent.parent / "examples" / "own-driver" / "thermo.py"
+OWN_DRIVER = """
+include = "{recording}"
+
+[[module]]
+name = "thermo"
+
+[[driver]]
+impl = "{driver}"
+module = "thermo"
+bus = "virtio"
+
+[[device]]
+path = "/sys/devices/pci0000:00/0000:00:03.0/virtio2"
+driver = "thermo"
+"""
+
+
+async def test_a_users_driver_on_a_recorded_device_of_a_generic_bus(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    composed = tmp_path / "thermo.toml"
+    composed.write_text(OWN_DRIVER.format(recording=VM, driver=THERMO))
+    kernel = await booted(nursery, composed)
+    virtio2 = f"{NIC}/virtio2"
+    # virtio-pci still makes virtio2, which the user's driver binds instead of virtio_net
+    assert node(kernel, f"{virtio2}/driver").link_target() == (
+        "../../../../bus/virtio/drivers/thermo"
+    )
+    assert kernel.lookup(f"{virtio2}/net") is None
+    # its hardware is in the control plane, and the driver's bug is there on this tree too
+    assert await write(kernel, "sys/kernel/debug/fakesys/devices/virtio2/feed", b"41500") == 5
+    assert await read(kernel, f"{virtio2}/temp1_input") == b"41500\n"
+    await unbind_store(kernel.buses["virtio"].drivers["thermo"], b"virtio2")
+    assert await read(kernel, f"{virtio2}/temp1_input") == b"41500\n"
+    assert "BUG: KASAN: slab-use-after-free in thermo_temp_show+" in kernel.log.text()

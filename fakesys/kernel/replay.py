@@ -43,8 +43,10 @@ from typing import TYPE_CHECKING
 from ..kernfs import PAGE_SIZE, ErrnoError, FileOps, KernfsNode, OpenFile, run_active
 from .bus import BusType
 from .class_ import Class
+from .control import add_hardware_controls
 from .core import Device, device_add, device_unregister
 from .driver import Driver, driver_register
+from .hw import Hardware
 from .platform import DEV_ATTR_DRIVER_OVERRIDE
 from .sysfs import create_file
 
@@ -102,12 +104,13 @@ class Recording:
     driver_children: frozenset[str] = frozenset()
 
     def device_paths(self) -> Iterator[str]:
-        """The directories that are devices: below ``devices/``, with a ``uevent`` file."""
+        """The directories that are devices: below ``devices/``, with a ``uevent`` file
+        (except the dumps of the engine's own devcoredump class)."""
         for path, record in self.dirs.items():
             if (
                 path.startswith("devices/")
                 and isinstance(record.entries.get("uevent"), FileRecord)
-                and not path.startswith("devices/virtual/devcoredump/")
+                and not _engine_class_path(path)
             ):
                 yield path
 
@@ -483,6 +486,7 @@ class RecordedDevice(Device):
         self.record = record
         self.driver_name = machine.bindings.get(record.path, record.driver)
         self.driver_override = record.driver_override
+        self.hw = machine.hardware.get(record.path, self.hw)
         #: The child devices present that its bus enumerated, and those its driver made.
         self.enumerated: list[RecordedDevice] = []
         self.made_by_driver: list[RecordedDevice] = []
@@ -556,6 +560,13 @@ class ReplayedMachine:
         #: Recorded device path -> the driver a scenario gives it (None: leave it unbound).
         self.bindings = dict(bindings)
         self.present: dict[str, RecordedDevice] = {}
+        #: The simulated hardware of the devices a scenario gives a driver of its own: their
+        #: interrupt line and receive path, with their files in the control plane.
+        self.hardware: dict[str, Hardware] = {}
+        for path, driver in self.bindings.items():
+            if driver is not None:
+                hw = self.hardware[path] = Hardware()
+                add_hardware_controls(kernel, posixpath.basename(path), hw)
 
     def add_external_links(self, record: DeviceRecord) -> None:
         for directory, name, target in record.external_links:

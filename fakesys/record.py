@@ -176,11 +176,15 @@ class Recorder:
     def read_selected(self, paths: Iterable[str]) -> None:
         """The subtrees of ``paths`` (below /sys), the directories above them, and what
         belongs to every device recorded."""
-        for relative in paths:
+        trees = list(paths)
+        for relative in trees:
             self.read_tree(relative)
+        for relative in trees:
             parts = relative.split("/")
             for depth in range(1, len(parts)):
                 above = "/".join(parts[:depth])
+                if any(above == t or above.startswith(t + "/") for t in trees):
+                    break  # recorded whole already, with another path
                 if self.is_device(above):
                     self.read_device_dir(above)
                 elif above not in self.dirs:

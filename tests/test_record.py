@@ -159,3 +159,11 @@ def test_this_machine_records_read_errors_and_a_device_by_its_class_link(
     power = recording.dirs["devices/platform/power"].entries
     assert power["autosuspend_delay_ms"] == FileRecord(0o644, 4096, error=errno.EIO)
     assert recording.dirs["devices/platform"].entries["uevent"] == FileRecord(0o644, 4096, b"")
+
+
+def test_overlapping_paths_record_the_union(sysfs: Path) -> None:
+    host = "devices/pci0000:00"
+    whole = record([str(sysfs / host)], sysfs=str(sysfs))
+    both = record([str(sysfs / host), str(sysfs / "class/net/eth0")], sysfs=str(sysfs))
+    assert both.dirs == whole.dirs
+    assert f"{host}/pci_bus" in both.dirs  # a glue directory off the second path

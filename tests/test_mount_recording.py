@@ -7,7 +7,7 @@ What may differ from the real /sys, and why:
   in the recording; they are compared by mode and size only.
 * :data:`COME_AND_GO`: devices that appear and vanish without anyone touching the machine's
   hardware: the anonymous backing devices of mounts (``0:N``), one for every FUSE mount,
-  this test's own included.
+  this test's own included, and the network devices of containers.
 * The tree fakesys adds: the ``hotplug`` bus and the ``devcoredump`` class are its own.
 """
 
@@ -67,6 +67,12 @@ COUNTERS = (
     "devices/*/net/*/carrier_*",
     "devices/*/net/*/queues/*/byte_queue_limits/*",
     "devices/*/net/*/queues/*/tx_timeout",
+    # CPU frequency (drivers/cpufreq/cpufreq.c, cpufreq_stats.c)
+    "devices/system/cpu/cpu*/cpufreq/scaling_cur_freq",
+    "devices/system/cpu/cpufreq/policy*/scaling_cur_freq",
+    "devices/system/cpu/cpufreq/policy*/stats/*",
+    # a loadable module's users (each FUSE mount holds fuse's)
+    "module/*/refcnt",
     # sensors and clocks
     "devices/*/hwmon/hwmon*/*_input",
     "devices/virtual/thermal/thermal_zone*/temp",
@@ -75,7 +81,16 @@ COUNTERS = (
     "devices/*/rtc/rtc*/since_epoch",
     "devices/*/power_supply/*/*_now",
 )
-COME_AND_GO = ("devices/virtual/bdi/0:*", "class/bdi/0:*")
+COME_AND_GO = (
+    # the backing device of each mount of a FUSE (or other nodev) file system
+    "devices/virtual/bdi/0:*",
+    "class/bdi/0:*",
+    # a container engine's bridge and the veth pair of each container
+    "devices/virtual/net/podman*",
+    "devices/virtual/net/veth*",
+    "class/net/podman*",
+    "class/net/veth*",
+)
 FAKESYS_OWN = ("bus/hotplug", "bus/hotplug/*", "class/devcoredump", "class/devcoredump/*")
 
 Snapshot = dict[str, tuple[object, ...]]
@@ -183,7 +198,8 @@ def test_lspci_prints_what_it_prints_on_this_machine(machine: tuple[Path, Fakesy
         timeout=60,
         check=True,
     )
-    assert "Kernel driver in use" in real.stdout or not real.stdout
+    if not real.stdout:
+        pytest.skip("this machine has no PCI device")
     assert (fake.stdout, fake.stderr) == (real.stdout, real.stderr)
 
 

@@ -14,7 +14,16 @@ from fakesys.kernel import Kernel
 from fakesys.kernel.bus import bind_store, unbind_store
 from fakesys.kernel.panic import TAINT_BAD_PAGE
 from fakesys.kernel.replay import LinkRecord, Recording
-from fakesys.kernfs import Caller, ErrnoError, KernfsNode, NodeKind, OpenFile, open_file
+from fakesys.kernfs import (
+    DEFAULT_POLLMASK,
+    POLL_CHANGED,
+    Caller,
+    ErrnoError,
+    KernfsNode,
+    NodeKind,
+    OpenFile,
+    open_file,
+)
 from fakesys.record import RecordingError
 from fakesys.record import load as load_recording
 
@@ -189,6 +198,12 @@ async def test_recorded_files_keep_the_kernels_rules(nursery: trio.Nursery) -> N
         await of.write(64, b"\0")
     assert excinfo.value.errno == errno.EFBIG
     await of.release()
+    # poll: changed until the first read, as kernfs_generic_poll() has it
+    vendor = await opened(kernel, f"{NIC}/vendor")
+    assert vendor.poll() == DEFAULT_POLLMASK | POLL_CHANGED
+    await vendor.read(0, 4096)
+    assert vendor.poll() == DEFAULT_POLLMASK
+    await vendor.release()
 
 
 async def test_a_recorded_driver_binds_only_its_devices_and_driver_override_rules(

@@ -40,7 +40,15 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..kernfs import PAGE_SIZE, ErrnoError, FileOps, KernfsNode, OpenFile, run_active
+from ..kernfs import (
+    PAGE_SIZE,
+    ErrnoError,
+    FileOps,
+    KernfsNode,
+    OpenFile,
+    kernfs_generic_poll,
+    run_active,
+)
 from .bus import BusType
 from .class_ import Class
 from .control import add_hardware_controls
@@ -392,8 +400,9 @@ class RecordedFile(FileOps):
     """A file of the recorded machine, served from the recording with kernfs's rules: the
     mode is checked at open (``cat`` of a write-only file is EACCES), a read fails with the
     errno the recorder got, at most a page per read(2), and ENODEV once the file is
-    removed. A write is kept: a text file then shows what was written last, a binary one
-    (a size other than a page, such as PCI ``config``) is changed in place within its size.
+    removed; poll says POLLERR|POLLPRI until the first read, as kernfs_generic_poll() does. A
+    write is kept: a text file then shows what was written last, a binary one (a size other
+    than a page, such as PCI ``config``) is changed in place, within its size if it has one.
     A file the recording has no contents for reads as EIO."""
 
     __slots__ = ("content", "record")
@@ -413,9 +422,13 @@ class RecordedFile(FileOps):
                 raise ErrnoError(self.record.error)
             if self.content is None:
                 raise ErrnoError(errno.EIO)
+            of.event = of.node.event
             return self.content[offset : offset + min(size, PAGE_SIZE)]
 
         return run_active(of.node, serve)
+
+    def poll(self, of: OpenFile) -> int:
+        return kernfs_generic_poll(of)
 
     async def write(self, of: OpenFile, offset: int, data: bytes) -> int:
         data = data[:PAGE_SIZE]
@@ -427,9 +440,10 @@ class RecordedFile(FileOps):
             if size == PAGE_SIZE:
                 self.content = data
                 return len(data)
-            if offset >= size:
+            # sysfs_kf_bin_write(): within the size, if the attribute has one
+            if size and offset >= size:
                 raise ErrnoError(errno.EFBIG)
-            chunk = data[: size - offset]
+            chunk = data[: size - offset] if size else data
             old = (self.content or b"").ljust(offset, b"\0")
             self.content = old[:offset] + chunk + old[offset + len(chunk) :]
             return len(chunk)

@@ -146,6 +146,14 @@ async def open_file(node: KernfsNode, flags: int, caller: Caller) -> OpenFile:
     return of
 
 
+def kernfs_generic_poll(of: OpenFile) -> int:
+    """POLLERR|POLLPRI once the file changed (sysfs_notify()) since ``of`` last read it, or
+    once it is removed; a reader sets ``of.event`` when it reads."""
+    if not of.node.active or of.event != of.node.event:
+        return DEFAULT_POLLMASK | POLL_CHANGED
+    return DEFAULT_POLLMASK
+
+
 ShowFn = Callable[[], str]
 StoreFn = Callable[[bytes], Awaitable[int]]
 
@@ -210,10 +218,7 @@ class Attribute(FileOps):
         return await run_active_async(of.node, lambda: store(data))
 
     def poll(self, of: OpenFile) -> int:
-        # kernfs_generic_poll()
-        if not of.node.active or of.event != of.node.event:
-            return DEFAULT_POLLMASK | POLL_CHANGED
-        return DEFAULT_POLLMASK
+        return kernfs_generic_poll(of)
 
 
 BinReadFn = Callable[[int, int], Awaitable[bytes]]

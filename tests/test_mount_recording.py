@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from fakesys.harness import FakesysMount
-from fakesys.record import SKIPPED
+from fakesys.kernel.replay import DirRecord
+from fakesys.record import SKIPPED, load
 
 from .conftest import fuse_usable
 
@@ -292,3 +293,22 @@ def test_a_recorded_network_card_unbinds_and_binds_as_the_real_one(tmp_path: Pat
         ]
     finally:
         mount.stop()
+
+
+def test_recording_the_mounted_recording_gives_it_back(
+    machine: tuple[Path, FakesysMount], tmp_path: Path
+) -> None:
+    """The mount shows every recorded entry as recorded, counters included, and only fakesys's
+    own bus and class besides."""
+    recording, mount = machine
+    again = tmp_path / "again.toml"
+    out = fakesys("record", "--sysfs", str(mount / "sys"), "-o", str(again))
+    assert out.returncode == 0, out.stderr
+    first, second = load(str(recording)), load(str(again))
+    assert "bus/hotplug" in second.dirs and "class/devcoredump" in second.dirs
+
+    def machine_only(dirs: dict[str, DirRecord]) -> dict[str, DirRecord]:
+        return {path: d for path, d in dirs.items() if not _matches(path, FAKESYS_OWN)}
+
+    assert machine_only(second.dirs) == machine_only(first.dirs)
+    assert second.driver_children == first.driver_children

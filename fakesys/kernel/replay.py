@@ -16,7 +16,10 @@ its ``uevent`` (``DRIVER=`` while bound), ``subsystem``, ``driver``, ``device``,
 ``driver_override`` files, and the links to it in ``/sys/bus``, ``/sys/class`` and
 ``/sys/dev``, are the engine's own. Every recorded driver is registered on its bus with
 ``bind``, ``unbind`` and ``uevent``. Buses and classes that fakesys builds in (platform, pci,
-devcoredump) are used as they are; the others are generic ones of the recorded name.
+pci_bus) take the recorded devices as they are, the bus's own files being left to the
+recording; the others are generic ones of the recorded name. The recorded root devices
+(``devices/platform``, ``devices/pci0000:00``) stand in for the built-in ones. The
+devcoredump class stays the engine's: a recorded dump is not replayed.
 
 The devices a driver made (its *children*: the ``virtio0`` of a virtio-pci function, the
 ``net/eth0`` of virtio-net, the ``block/vda`` of virtio-blk) appear only while it is bound:

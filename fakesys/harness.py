@@ -54,9 +54,13 @@ class FakesysMount:
         with stderr_path.open("w") as stderr:
             process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
         assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], READY_TIMEOUT)
-        line = process.stdout.readline() if ready else ""
         mount = cls(mountpoint, process, stderr_path)
+        try:
+            ready, _, _ = select.select([process.stdout], [], [], READY_TIMEOUT)
+            line = process.stdout.readline() if ready else ""
+        except BaseException:
+            mount.stop()
+            raise
         if not line.startswith("fakesys: mounted"):
             mount.stop()
             raise RuntimeError(f"fakesys did not mount: {line!r} {stderr_path.read_text()}")

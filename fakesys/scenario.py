@@ -27,7 +27,9 @@ from __future__ import annotations
 import errno
 import functools
 import importlib.resources
+import json
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ from typing import Any, NoReturn, TypeVar
 import trio
 
 from .kernel import Device, Driver, Kernel, Module
+from .kernel.char_dev import DYNAMIC_MAJORS
 from .kernel.class_ import Class
 from .kernel.control import add_hardware_controls
 from .kernel.core import device_add
@@ -59,6 +62,39 @@ from .kernfs import ErrnoError
 
 BUSES = ("platform", "pci", "hotplug")
 T = TypeVar("T")
+
+# What a name that becomes a directory entry of the tree must be. kobject_add_internal()
+# refuses an empty name, kobject_set_name_vargs() rewrites a '/' (sysfs names never hold one),
+# and no directory entry can be '.', '..', hold a NUL or be longer than NAME_MAX. The
+# kernel's rewriting is not imitated: a scenario with such a name is refused instead.
+NAME_MAX = 255
+SYSFS_NAME = "a sysfs name (not empty, not '.' or '..', no '/' or NUL, at most 255 bytes)"
+# include/linux/module.h: char name[MODULE_NAME_LEN] in struct module, NUL included
+MODULE_NAME_LEN = 56
+MODULE_NAME = "a module name (not empty, not '.' or '..', no '/' or NUL, at most 55 bytes)"
+NODE_NAME = 'a device node name such as "video" or "dri/card" (each part a sysfs name)'
+# The name pci_setup_device() gives a function: "%04x:%02x:%02x.%d" of domain, bus, device
+# (5 bits) and function (3 bits).
+PCI_SLOT = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:(?P<device>[0-9a-f]{2})\.[0-7]")
+PCI_SLOT_NAME = (
+    'a PCI slot name such as "0000:00:02.0" (domain:bus:device.function in lowercase hex, '
+    "device at most 1f, function at most 7)"
+)
+
+
+def is_sysfs_name(name: str, limit: int = NAME_MAX) -> bool:
+    """Whether ``name`` can be a directory entry of the tree (see :data:`SYSFS_NAME`)."""
+    return (
+        name not in ("", ".", "..")
+        and "/" not in name
+        and "\0" not in name
+        and len(name.encode()) <= limit
+    )
+
+
+def _toml_key(key: str) -> str:
+    """``key`` as TOML writes it in a dotted key: bare when it can be, quoted otherwise."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
 
 
 class ScenarioError(Exception):
@@ -220,6 +256,20 @@ class _Entry:
             return None
         return self.get(key, kind, expected)
 
+    def name(
+        self,
+        key: str,
+        expected: str = SYSFS_NAME,
+        limit: int = NAME_MAX,
+        default: str | None = None,
+    ) -> str:
+        """A string that becomes a name in the tree, checked as the kernel's naming rules
+        require (:func:`is_sysfs_name`)."""
+        value = self.get(key, str, expected, default)
+        if not is_sysfs_name(value, limit):
+            self.fail(key, expected)
+        return value
+
     def done(self) -> None:
         unknown = sorted(set(self.table) - self.seen)
         if unknown:
@@ -251,8 +301,10 @@ def _parse_policy(entry: _Entry, spec: DriverSpec) -> None:
     if spec.policy is not None and spec.policy not in BEHAVIOURS:
         entry.fail("policy", " or ".join(repr(p) for p in BEHAVIOURS))
     if spec.policy is not None:
-        spec.cls = entry.get("class", str, "a class name", "lifetime")
-        spec.node = entry.optional("node", str, "a device node name prefix")
+        spec.cls = entry.name("class", default="lifetime")
+        spec.node = entry.optional("node", str, NODE_NAME)
+        if spec.node is not None and not all(map(is_sysfs_name, spec.node.split("/"))):
+            entry.fail("node", NODE_NAME)
         spec.mode = entry.get("mode", int, "a mode such as 0o600", 0o600)
         if not 0 <= spec.mode <= 0o777:
             entry.fail("mode", "a mode such as 0o600")
@@ -284,7 +336,7 @@ def _parse_dump(entry: _Entry, spec: DriverSpec) -> None:
 
 
 def _parse_driver(entry: _Entry, modules: list[str]) -> DriverSpec:
-    name = entry.get("name", str, "a string")
+    name = entry.name("name")
     bus = entry.get("bus", str, "a string")
     if bus not in BUSES:
         entry.fail("bus", " or ".join(repr(b) for b in BUSES))
@@ -337,8 +389,10 @@ def _parse_device(entry: _Entry, drivers: set[tuple[str, str]]) -> DeviceSpec:
         entry.fail("driver", f"the name of a [[driver]] on bus '{bus}' (no '{spec.driver}')")
     attrs = entry.get("attrs", dict, "a table of attribute names and text values", {})
     for name, value in attrs.items():
-        if not isinstance(value, str) or "/" in name or name in (".", ".."):
-            entry.fail(f"attrs.{name}", "a text value, under a plain file name")
+        if not is_sysfs_name(name):
+            entry.fail(f"attrs.{_toml_key(name)}", f"an attribute name that is {SYSFS_NAME}")
+        if not isinstance(value, str):
+            entry.fail(f"attrs.{_toml_key(name)}", "a text value")
     spec.attrs = dict(attrs)
     spec.produce_every_ms = entry.get("produce_every_ms", int, "a period in milliseconds", 0)
     if spec.produce_every_ms < 0:
@@ -356,15 +410,21 @@ def _parse_device(entry: _Entry, drivers: set[tuple[str, str]]) -> DeviceSpec:
 def _parse_bus_device(entry: _Entry, bus: str) -> DeviceSpec:
     """The fields that say which device it is, per bus."""
     if bus == "platform":
-        name = entry.get("name", str, "a string")
+        name = entry.name("name")
         dev_id = entry.get("id", int, "an integer (-1 for none)", -1)
-        return DeviceSpec(bus, name, dev_id)
+        spec = DeviceSpec(bus, name, dev_id)
+        if not is_sysfs_name(spec.dev_name):  # the name and its ".<id>" together
+            entry.fail("name", SYSFS_NAME)
+        return spec
     if bus == "hotplug":
         dev_id = entry.get("id", int, "an integer from 0 to 2147483647")
         if not 0 <= dev_id <= 2**31 - 1:
             entry.fail("id", "an integer from 0 to 2147483647")
         return DeviceSpec(bus, "hotplug", dev_id)
-    slot_name = entry.get("slot", str, 'a PCI slot name such as "0000:00:02.0"')
+    slot_name = entry.get("slot", str, PCI_SLOT_NAME)
+    slot_match = PCI_SLOT.fullmatch(slot_name)
+    if slot_match is None or int(slot_match["device"], 16) > 0x1F:
+        entry.fail("slot", PCI_SLOT_NAME)
     bars = []
     for i, item in enumerate(entry.get("bars", list, "an array of tables", [])):
         bar = _Entry(entry.source, f"{entry.where}.bars[{i}]", item)
@@ -404,16 +464,25 @@ def parse(text: str, source: str) -> Scenario:
         )
     scenario = Scenario(source)
     for entry in _entries(source, data, "module"):
-        name = entry.get("name", str, "a string")
+        name = entry.name("name", MODULE_NAME, MODULE_NAME_LEN - 1)
         if name in scenario.modules:
             entry.fail("name", f"a unique module name ('{name}' is used twice)")
         entry.done()
         scenario.modules.append(name)
     seen_drivers: set[tuple[str, str]] = set()
+    char_drivers = 0
     for entry in _entries(source, data, "driver"):
         drv = _parse_driver(entry, scenario.modules)
         if (drv.bus, drv.name) in seen_drivers:
             entry.fail("name", f"a unique driver name on its bus ('{drv.name}' is used twice)")
+        char_drivers += drv.policy is not None
+        if char_drivers > len(DYNAMIC_MAJORS):
+            # Each one registers a region with a dynamic major when its module loads.
+            entry.fail(
+                "policy",
+                f"at most {len(DYNAMIC_MAJORS)} character-device drivers: each takes one of "
+                f"the kernel's {len(DYNAMIC_MAJORS)} dynamic majors",
+            )
         seen_drivers.add((drv.bus, drv.name))
         scenario.drivers.append(drv)
     seen_devices: set[tuple[str, str]] = set()

@@ -29,7 +29,7 @@ module = "m"
         (BASE + '[[device]]\nbus = "platform"\nname = "d"\ncolour = 1\n',
          "s.toml: device[0]: unknown field 'colour'"),
         (BASE + '[[device]]\nbus = "platform"\nname = 5\n',
-         "s.toml: device[0].name: expected a string"),
+         "s.toml: device[0].name: expected a sysfs name"),
         (BASE + '[[device]]\nbus = "isa"\nname = "x"\n',
          "s.toml: device[0].bus: expected 'platform' or 'pci'"),
         ('[[driver]]\nname = "d"\nbus = "platform"\nmodule = "nope"\n',
@@ -47,6 +47,32 @@ module = "m"
          "s.toml: device[0].suppliers: expected an array of device names"),
         (BASE + '[[device]]\nbus = "platform"\nname = "x"\nsuppliers = [1]\n',
          "s.toml: device[0].suppliers: expected an array of device names"),
+        ('[[module]]\nname = "m/x"\n', "s.toml: module[0].name: expected a module name"),
+        (f'[[module]]\nname = "{"m" * 56}"\n', "s.toml: module[0].name: expected a module name"),
+        ('[[driver]]\nname = "a/b"\nbus = "platform"\n',
+         "s.toml: driver[0].name: expected a sysfs name (not empty, not '.' or '..', no '/'"),
+        ('[[driver]]\nname = ""\nbus = "platform"\n', "s.toml: driver[0].name: expected a sysfs"),
+        ('[[driver]]\nname = "d"\nbus = "platform"\npolicy = "devm"\nclass = "x/y"\n',
+         "s.toml: driver[0].class: expected a sysfs name"),
+        ('[[driver]]\nname = "d"\nbus = "platform"\npolicy = "devm"\nnode = "../x"\n',
+         's.toml: driver[0].node: expected a device node name such as "video" or "dri/card"'),
+        (BASE + '[[device]]\nbus = "platform"\nname = ".."\n',
+         "s.toml: device[0].name: expected a sysfs name"),
+        (BASE + '[[device]]\nbus = "platform"\nname = "."\n',
+         "s.toml: device[0].name: expected a sysfs name"),
+        (BASE + '[[device]]\nbus = "platform"\nname = "a/b"\nid = 0\n',
+         "s.toml: device[0].name: expected a sysfs name"),
+        (BASE + f'[[device]]\nbus = "platform"\nname = "{"x" * 254}"\nid = 10\n',
+         "s.toml: device[0].name: expected a sysfs name"),
+        (BASE + '[[device]]\nbus = "platform"\nname = "x"\nattrs = { "" = "1" }\n',
+         's.toml: device[0].attrs."": expected an attribute name that is a sysfs name'),
+        (BASE + '[[device]]\nbus = "platform"\nname = "x"\nattrs = { "a/b" = "1" }\n',
+         's.toml: device[0].attrs."a/b": expected an attribute name that is a sysfs name'),
+        *((BASE + f'[[device]]\nbus = "pci"\nslot = "{slot}"\nvendor = 1\ndevice = 1\n',
+           's.toml: device[0].slot: expected a PCI slot name such as "0000:00:02.0" '
+           "(domain:bus:device.function in lowercase hex, device at most 1f, function at most 7)")
+          for slot in ("zz:00:02", "0000:00:02", "0000:00:20.0", "0000:00:02.8", "0000:00:0A.0",
+                       "0000:00:02.0 ")),
         ("[machine]\n", "s.toml: unknown table 'machine'"),
         ("[[device]\n", "s.toml: not valid TOML"),
     ],
@@ -136,3 +162,54 @@ def test_an_error_found_while_building_is_reported_the_same_way(tmp_path: Path) 
     assert out.stderr.startswith(f"fakesys: {clash}: device[0]: d cannot be added: File exists")
     assert out.stderr.count("\n") == 1
     assert out.stdout == ""  # never mounted
+
+
+def char_drivers(count: int) -> str:
+    return "".join(
+        f'[[driver]]\nname = "c{i}"\nbus = "platform"\npolicy = "refcounted"\n'
+        for i in range(count)
+    )
+
+
+async def test_every_dynamic_major_can_be_used(nursery: trio.Nursery) -> None:
+    """find_dynamic_major() gives 254 down to 234, then 511 down to 384: 149 drivers boot."""
+    kernel = await boot(parse(char_drivers(149), "s.toml"), nursery)
+    assert sorted(kernel.chrdevs) == [*range(234, 255), *range(384, 512)]
+
+
+def test_more_character_device_drivers_than_dynamic_majors_is_one_line(tmp_path: Path) -> None:
+    many = tmp_path / "many.toml"
+    many.write_text(char_drivers(150))
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    out = mount_command(many, mnt)
+    assert out.returncode == 2
+    assert out.stderr == (
+        f"fakesys: {many}: driver[149].policy: expected at most 149 character-device drivers:"
+        " each takes one of the kernel's 149 dynamic majors\n"
+    )
+    assert out.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        '[[device]]\nbus = "platform"\nname = ".."\n',
+        '[[device]]\nbus = "platform"\nname = "a/b"\nid = 0\n',
+        '[[device]]\nbus = "platform"\nname = "x"\nattrs = { "" = "1" }\n',
+    ],
+    ids=["dotdot", "slash", "empty-attribute"],
+)
+def test_a_name_the_tree_cannot_hold_is_refused_before_mounting(
+    tmp_path: Path, device: str
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BASE + device)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    out = mount_command(bad, mnt)
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"fakesys: {bad}: device[0].")
+    assert "expected" in out.stderr
+    assert out.stderr.count("\n") == 1
+    assert out.stdout == ""

@@ -29,6 +29,14 @@ if TYPE_CHECKING:
 
 CHRDEV_MAJOR_MAX = 255  # CHRDEV_MAJOR_HASH_SIZE; dynamic majors count down from 254
 CHRDEV_MAJOR_DYN_END = 234
+CHRDEV_MAJOR_DYN_EXT_START = 511
+CHRDEV_MAJOR_DYN_EXT_END = 384
+#: The majors find_dynamic_major() hands out, in its order: 254 down to 234, then 511 down to
+#: 384 (fs/char_dev.c); once they are all taken, alloc_chrdev_region() fails with EBUSY.
+DYNAMIC_MAJORS: tuple[int, ...] = (
+    *range(CHRDEV_MAJOR_MAX - 1, CHRDEV_MAJOR_DYN_END - 1, -1),
+    *range(CHRDEV_MAJOR_DYN_EXT_START, CHRDEV_MAJOR_DYN_EXT_END - 1, -1),
+)
 
 
 class File:
@@ -88,7 +96,7 @@ class Cdev:
 
 def alloc_chrdev_region(kernel: Kernel, name: str) -> int:
     """A free dynamic major for ``name`` (find_dynamic_major())."""
-    for major in range(CHRDEV_MAJOR_MAX - 1, CHRDEV_MAJOR_DYN_END - 1, -1):
+    for major in DYNAMIC_MAJORS:
         if major not in kernel.chrdevs:
             kernel.chrdevs[major] = name
             return major

@@ -1,19 +1,28 @@
 """The mount: boot a scenario, serve it with FUSE, and shut down cleanly on a signal.
 
-Shutdown on SIGTERM, SIGINT or SIGHUP: blocked reads are woken (they answer ENODEV), pyfuse3
-stops taking requests, in-flight handlers get a grace period, and the mount is removed. The
-mount uses ``auto_unmount``, so even a SIGKILL of the daemon leaves no dead mount behind; a
-dead ``fuse.fakesys`` mount left by an older daemon on the target is detached at start.
+The mount point must be an existing, empty directory (``nonempty`` allows one with contents,
+which the mount hides), as mount(8) and libfuse 2 required; it is never created. Shutdown on
+SIGTERM, SIGINT or SIGHUP: blocked reads are woken (they answer ENODEV), pyfuse3 stops taking
+requests, in-flight handlers get a grace period, and the mount is removed. The mount uses
+``auto_unmount``, so even a SIGKILL of the daemon leaves no dead mount behind; a dead
+``fuse.fakesys`` mount left by an older daemon on the target is detached at start.
+
+When libfuse cannot mount, what it and its ``fusermount3`` child said (``user has no write
+access to mountpoint``) is the reason given, in one line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import logging
 import os
 import signal
+import stat
 import sys
+import threading
+from collections.abc import Iterator
 
 import pyfuse3
 import trio
@@ -28,6 +37,8 @@ FSTYPE = "fuse.fakesys"
 #: Worker tasks pyfuse3 may run at once; each read blocked in a device holds one.
 MAX_TASKS = 2000
 SHUTDOWN_GRACE = 2.0
+#: How long a failed mount waits for fusermount3 to have said why (it exits at once).
+FUSERMOUNT_EXIT_TIMEOUT = 5.0
 
 
 class MountError(Exception):
@@ -53,12 +64,81 @@ def clear_stale_mount(mountpoint: str) -> None:
             raise MountError(f"{mountpoint}: a running fakesys is already mounted there")
         log.warning("detaching a stale fakesys mount on %s", mountpoint)
         detach(mountpoint)
+
+
+def check_mount_point(mountpoint: str, nonempty: bool) -> None:
+    """Refuse what mount(8) refuses (a path that does not exist or is not a directory), and a
+    directory with contents unless ``nonempty``: a mount would hide them."""
     try:
-        os.makedirs(mountpoint, exist_ok=True)
+        st = os.stat(mountpoint)
+        if not stat.S_ISDIR(st.st_mode):
+            raise MountError(f"{mountpoint}: mount point is not a directory")
+        with os.scandir(mountpoint) as entries:
+            if not nonempty and next(entries, None) is not None:
+                raise MountError(
+                    f"{mountpoint}: mount point is not empty "
+                    "(--nonempty mounts over its contents, hiding them)"
+                )
+    except FileNotFoundError:
+        raise MountError(f"{mountpoint}: mount point does not exist") from None
     except OSError as e:
         raise MountError(f"{mountpoint}: {e.strerror}") from None
-    if not os.path.isdir(mountpoint):
-        raise MountError(f"{mountpoint}: not a directory")
+
+
+class LibfuseStderr:
+    """File descriptor 2 of libfuse and of the ``fusermount3`` it runs, while the mount is
+    made: a pipe, held back until :meth:`passed_on` and then copied to the real stderr for as
+    long as anyone writes to it (the ``auto_unmount`` helper lives as long as the mount).
+
+    A failed mount's reason is then what they said, and the user sees it once.
+    """
+
+    def __init__(self) -> None:
+        self._held = bytearray()
+        self._lock = threading.Lock()
+        self._passing = False
+        self._done = threading.Event()
+        self._stderr = -1
+
+    @contextlib.contextmanager
+    def redirected(self) -> Iterator[None]:
+        sys.stderr.flush()
+        read_end, write_end = os.pipe()
+        self._stderr = os.dup(2)
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        threading.Thread(target=self._pump, args=(read_end,), daemon=True).start()
+        try:
+            yield
+        finally:
+            os.dup2(self._stderr, 2)
+
+    def _pump(self, read_end: int) -> None:
+        try:
+            while chunk := os.read(read_end, 4096):
+                with self._lock:
+                    if self._passing:
+                        os.write(self._stderr, chunk)
+                    else:
+                        self._held += chunk
+        finally:
+            os.close(read_end)
+            self._done.set()
+
+    def passed_on(self) -> None:
+        """The mount worked: what was said goes out, and so will the rest."""
+        with self._lock:
+            self._passing = True
+            os.write(self._stderr, self._held)
+            self._held.clear()
+
+    def reason(self) -> str | None:
+        """What was said, once every writer is gone (fusermount3 exits when it fails)."""
+        self._done.wait(timeout=FUSERMOUNT_EXIT_TIMEOUT)
+        with self._lock:
+            lines = [line.strip() for line in self._held.decode(errors="replace").splitlines()]
+        said = [line for line in lines if line]
+        return "; ".join(said) if said else None
 
 
 def mount_options(debug_fuse: bool) -> set[str]:
@@ -84,12 +164,19 @@ async def serve(scenario: Scenario, mountpoint: str, debug_fuse: bool = False) -
             gc.enable()
         invalidator = Invalidator()
         operations = Operations(kernel.kernfs, invalidator)
+        libfuse_stderr = LibfuseStderr()
         try:
-            pyfuse3.init(operations, mountpoint, mount_options(debug_fuse))
+            with libfuse_stderr.redirected():
+                pyfuse3.init(operations, mountpoint, mount_options(debug_fuse))
         except RuntimeError as e:  # fuse_session_new() or fuse_session_mount() failed
-            raise MountFailed(f"cannot mount on {mountpoint}: {e} (is /dev/fuse usable?)") from None
+            reason = libfuse_stderr.reason() or f"{e} (is /dev/fuse usable?)"
+            raise MountFailed(f"cannot mount on {mountpoint}: {reason}") from None
+        libfuse_stderr.passed_on()
         try:
-            print(f"fakesys: mounted {scenario.source} on {mountpoint}", flush=True)
+            print(
+                f"fakesys: mounted {scenario.source} on {mountpoint}; Ctrl-C or SIGTERM unmounts",
+                flush=True,
+            )
             async with trio.open_nursery() as fuse:
                 fuse.start_soon(invalidator.run)
                 fuse.start_soon(operations.interrupts.run)
@@ -99,6 +186,7 @@ async def serve(scenario: Scenario, mountpoint: str, debug_fuse: bool = False) -
         finally:
             operations.drop_poll_handles()
             pyfuse3.close(unmount=True)
+        print(f"fakesys: unmounted {mountpoint}", flush=True)
         engine.cancel_scope.cancel()
 
 
@@ -114,9 +202,12 @@ async def _stop_on_signal(operations: Operations, cancel_scope: trio.CancelScope
     cancel_scope.cancel()
 
 
-def run(scenario: Scenario, mountpoint: str, debug_fuse: bool = False) -> int:
+def run(
+    scenario: Scenario, mountpoint: str, debug_fuse: bool = False, nonempty: bool = False
+) -> int:
     try:
         clear_stale_mount(mountpoint)
+        check_mount_point(mountpoint, nonempty)
     except (MountError, OSError) as e:
         print(f"fakesys: {e}", file=sys.stderr)
         return 1

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ._mounts import detach, mounted_fstype
@@ -43,14 +43,23 @@ class FakesysMount:
 
     @classmethod
     def start(
-        cls, mountpoint: Path, scenario: str | None = None, stderr_path: Path | None = None
+        cls,
+        mountpoint: Path,
+        scenario: str | None = None,
+        stderr_path: Path | None = None,
+        *,
+        prefix: Sequence[str] = (),
     ) -> FakesysMount:
-        """Start a daemon on ``mountpoint`` and wait until it has mounted."""
+        """Start a daemon on ``mountpoint`` (made if it does not exist) and wait until it has
+        mounted. ``prefix`` runs it through another command, such as ``setpriv`` to mount
+        as another user (the command must exec the daemon, so that signals reach it)."""
+        with contextlib.suppress(FileExistsError):  # a stale mount there is the daemon's to clear
+            mountpoint.mkdir()
         if stderr_path is None:
             stderr_path = mountpoint.with_name(mountpoint.name + ".stderr")
-        args = [sys.executable, "-m", "fakesys", "mount", str(mountpoint)]
+        args = [*prefix, sys.executable, "-m", "fakesys", "mount", str(mountpoint)]
         if scenario is not None:
-            args[4:4] = ["--scenario", scenario]
+            args[len(args) - 1 : len(args) - 1] = ["--scenario", scenario]
         with stderr_path.open("w") as stderr:
             process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
         assert process.stdout is not None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,31 @@ MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+# What a shell exits with when it cannot run a command (POSIX "Command Search and Execution").
+EXIT_NOT_FOUND = 127
+EXIT_CANNOT_EXECUTE = 126
+
+
+def cannot_run(program: str) -> tuple[int, str] | None:
+    """The status and message a shell would give if it could not run ``program``, or None.
+
+    A name without a slash is looked up in PATH; a file found there that is not executable is
+    "Permission denied", as bash says."""
+    if "/" not in program:
+        if shutil.which(program) is not None:
+            return None
+        if shutil.which(program, mode=os.F_OK) is not None:
+            return EXIT_CANNOT_EXECUTE, f"{program}: Permission denied"
+        return EXIT_NOT_FOUND, f"{program}: command not found"
+    if not os.path.exists(program):
+        return EXIT_NOT_FOUND, f"{program}: No such file or directory"
+    if os.path.isdir(program):
+        return EXIT_CANNOT_EXECUTE, f"{program}: Is a directory"
+    if not os.access(program, os.X_OK):
+        return EXIT_CANNOT_EXECUTE, f"{program}: Permission denied"
+    return None
 
 
 class NamespaceError(Exception):
@@ -108,7 +134,11 @@ def run(scenario: str | None, command: Sequence[str]) -> int:
         populate_dev(real_dev, mount.path / "dev")
         _mount(mount.path / "sys", "/sys", None, MS_BIND)
         _bind(mount.path / "proc/sys/kernel/tainted", Path("/proc/sys/kernel/tainted"))
-        return subprocess.run(list(command), check=False).returncode
+        try:
+            return subprocess.run(list(command), check=False).returncode
+        except OSError as e:  # found and executable, but execve() refused it (ENOEXEC, ...)
+            print(f"fakesys: {command[0]}: {e.strerror}", file=sys.stderr)
+            return EXIT_CANNOT_EXECUTE
     finally:
         if mounted_fstype(real_dev) is not None:
             detach(real_dev)
@@ -128,6 +158,11 @@ def main(scenario: str | None, command: Sequence[str]) -> int:
         print("fakesys run: no command given (fakesys run [--scenario S] -- COMMAND...)",
               file=sys.stderr)  # fmt: skip
         return 2
+    problem = cannot_run(command[0])
+    if problem is not None:  # said before anything is mounted
+        status, message = problem
+        print(f"fakesys: {message}", file=sys.stderr)
+        return status
     try:
         return run(scenario, command)
     except NamespaceError as e:

@@ -157,6 +157,7 @@ def test_an_error_found_while_building_is_reported_the_same_way(tmp_path: Path) 
     clash = tmp_path / "clash.toml"
     clash.write_text(BASE + '[[device]]\nbus = "platform"\nname = "d"\nattrs = { uevent = "x" }\n')
     mnt = tmp_path / "mnt"
+    mnt.mkdir()
     out = mount_command(clash, mnt)
     assert out.returncode == 2
     assert out.stderr.startswith(f"fakesys: {clash}: device[0]: d cannot be added: File exists")

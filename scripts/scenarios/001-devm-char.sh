@@ -5,6 +5,8 @@
 # operations. Unbinding frees the data while a file is still open; the next read, write or
 # close uses freed memory. The fix keeps the data alive until the last close.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_bound cdev_devm cdev_devm.0
+need_bound cdev_refcounted cdev_refcounted.0
 
 say "buggy: devm-allocated private data behind dev/devm0"
 mark=$(kmsg_mark)

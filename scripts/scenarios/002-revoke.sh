@@ -5,6 +5,7 @@
 # drain, (c) only then free the softc; file operations on an invalid file fail with ENXIO and
 # close always works. A read blocked in the driver holds the detach until it completes.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_bound cdev_revoke cdev_revoke.0
 
 mark=$(kmsg_mark)
 taint_before=$(taint)

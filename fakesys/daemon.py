@@ -22,7 +22,7 @@ import signal
 import stat
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pyfuse3
 import trio
@@ -153,50 +153,65 @@ def mount_options(debug_fuse: bool) -> set[str]:
 
 
 async def serve(scenario: Scenario, mountpoint: str, debug_fuse: bool = False) -> None:
-    async with trio.open_nursery() as engine:
-        # A big machine is hundreds of thousands of objects that live as long as the mount:
-        # collecting while they are made costs seconds, and scanning them later, pauses.
-        gc.disable()
-        try:
-            kernel = await boot(scenario, engine)
-        finally:
-            gc.freeze()
-            gc.enable()
-        invalidator = Invalidator()
-        operations = Operations(kernel.kernfs, invalidator)
-        libfuse_stderr = LibfuseStderr()
-        try:
-            with libfuse_stderr.redirected():
-                pyfuse3.init(operations, mountpoint, mount_options(debug_fuse))
-        except RuntimeError as e:  # fuse_session_new() or fuse_session_mount() failed
-            reason = libfuse_stderr.reason() or f"{e} (is /dev/fuse usable?)"
-            raise MountFailed(f"cannot mount on {mountpoint}: {reason}") from None
-        libfuse_stderr.passed_on()
-        try:
-            print(
-                f"fakesys: mounted {scenario.source} on {mountpoint}; Ctrl-C or SIGTERM unmounts",
-                flush=True,
-            )
-            async with trio.open_nursery() as fuse:
-                fuse.start_soon(invalidator.run)
-                fuse.start_soon(operations.interrupts.run)
-                fuse.start_soon(_stop_on_signal, operations, fuse.cancel_scope)
-                await pyfuse3.main(min_tasks=4, max_tasks=MAX_TASKS)
-                fuse.cancel_scope.cancel()
-        finally:
-            operations.drop_poll_handles()
-            pyfuse3.close(unmount=True)
-        print(f"fakesys: unmounted {mountpoint}", flush=True)
-        engine.cancel_scope.cancel()
-
-
-async def _stop_on_signal(operations: Operations, cancel_scope: trio.CancelScope) -> None:
+    # The signals are taken from the start and for good, so that one at any moment (during
+    # the boot, just after the mount line, a second Ctrl-C while shutting down) unmounts
+    # cleanly instead of ending the process with a traceback.
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async for signum in signals:
-            log.info("%s: unmounting", signal.Signals(signum).name)
-            operations.interrupts.stop()
-            pyfuse3.terminate()
-            break
+        async with trio.open_nursery() as engine:
+            await _serve(scenario, mountpoint, debug_fuse, engine, signals)
+            engine.cancel_scope.cancel()
+
+
+async def _serve(
+    scenario: Scenario,
+    mountpoint: str,
+    debug_fuse: bool,
+    engine: trio.Nursery,
+    signals: AsyncIterator[int],
+) -> None:
+    # A big machine is hundreds of thousands of objects that live as long as the mount:
+    # collecting while they are made costs seconds, and scanning them later, pauses.
+    gc.disable()
+    try:
+        kernel = await boot(scenario, engine)
+    finally:
+        gc.freeze()
+        gc.enable()
+    invalidator = Invalidator()
+    operations = Operations(kernel.kernfs, invalidator)
+    libfuse_stderr = LibfuseStderr()
+    try:
+        with libfuse_stderr.redirected():
+            pyfuse3.init(operations, mountpoint, mount_options(debug_fuse))
+    except RuntimeError as e:  # fuse_session_new() or fuse_session_mount() failed
+        reason = libfuse_stderr.reason() or f"{e} (is /dev/fuse usable?)"
+        raise MountFailed(f"cannot mount on {mountpoint}: {reason}") from None
+    libfuse_stderr.passed_on()
+    try:
+        print(
+            f"fakesys: mounted {scenario.source} on {mountpoint}; Ctrl-C or SIGTERM unmounts",
+            flush=True,
+        )
+        async with trio.open_nursery() as fuse:
+            fuse.start_soon(invalidator.run)
+            fuse.start_soon(operations.interrupts.run)
+            fuse.start_soon(_stop_on_signal, signals, operations, fuse.cancel_scope)
+            await pyfuse3.main(min_tasks=4, max_tasks=MAX_TASKS)
+            fuse.cancel_scope.cancel()
+    finally:
+        operations.drop_poll_handles()
+        pyfuse3.close(unmount=True)
+    print(f"fakesys: unmounted {mountpoint}", flush=True)
+
+
+async def _stop_on_signal(
+    signals: AsyncIterator[int], operations: Operations, cancel_scope: trio.CancelScope
+) -> None:
+    async for signum in signals:
+        log.info("%s: unmounting", signal.Signals(signum).name)
+        operations.interrupts.stop()
+        pyfuse3.terminate()
+        break
     # pyfuse3.main() returns once the handlers in flight are done; do not wait forever.
     await trio.sleep(SHUTDOWN_GRACE)
     cancel_scope.cancel()

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+import fakesys
 from fakesys._mounts import mounted_fstype
 
 from .conftest import fuse_usable, wait_blocked_in_read, wait_until
@@ -147,7 +148,7 @@ def test_pip_installs_the_checkout_while_it_is_served(
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     installed = {p.name for p in target.iterdir()}
-    assert "fakesys-0.1.0.dist-info" in installed
+    assert f"fakesys-{fakesys.__version__}.dist-info" in installed
 
 
 def test_pytest_collects_the_checkout_while_it_is_served(served: Served) -> None:
@@ -174,6 +175,21 @@ def test_git_status_is_clean_while_it_is_served(served: Served) -> None:
         check=True,
     )
     assert out.stdout == ""
+
+
+def test_activate_puts_fakesys_and_pytest_on_path() -> None:
+    """The README's way to get the commands: the virtual environment's activate script."""
+    out = subprocess.run(
+        ["bash", "--norc", "-c", ". .venv/bin/activate && fakesys --version && pytest --version"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+        check=False,
+        env={key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"fakesys {fakesys.__version__}\npytest ")
 
 
 # -- the tour --

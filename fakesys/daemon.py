@@ -9,6 +9,10 @@ requests, in-flight handlers get a grace period, and the mount is removed. The m
 
 When libfuse cannot mount, what it and its ``fusermount3`` child said (``user has no write
 access to mountpoint``) is the reason given, in one line.
+
+For ``fakesys run``, whose namespaces it shares, the daemon also broadcasts every uevent on
+netlink (:mod:`fakesys.netlink`) and keeps the namespace's /dev in step with the tree
+(:mod:`fakesys.dev_mirror`).
 """
 
 from __future__ import annotations
@@ -23,12 +27,16 @@ import stat
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pyfuse3
 import trio
 
 from ._mounts import detach, mounted_fstype
+from .dev_mirror import DevMirror
 from .fuse import Invalidator, Operations
+from .kernel import Kernel
+from .netlink import UeventNetlink
 from .scenario import Scenario, ScenarioError, boot
 
 log = logging.getLogger(__name__)
@@ -152,56 +160,60 @@ def mount_options(debug_fuse: bool) -> set[str]:
     return options
 
 
-async def serve(scenario: Scenario, mountpoint: str, debug_fuse: bool = False) -> None:
+async def serve(
+    scenario: Scenario,
+    mountpoint: str,
+    debug_fuse: bool = False,
+    netlink: UeventNetlink | None = None,
+    mirror_dev: str | None = None,
+) -> None:
     # The signals are taken from the start and for good, so that one at any moment (during
     # the boot, just after the mount line, a second Ctrl-C while shutting down) unmounts
     # cleanly instead of ending the process with a traceback.
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as engine:
-            await _serve(scenario, mountpoint, debug_fuse, engine, signals)
+            # A big machine is hundreds of thousands of objects that live as long as the mount:
+            # collecting while they are made costs seconds, and scanning them later, pauses.
+            gc.disable()
+            try:
+                kernel = await boot(scenario, engine, netlink.attach if netlink else None)
+            finally:
+                gc.freeze()
+                gc.enable()
+            invalidator = Invalidator()
+            operations = Operations(kernel.kernfs, invalidator)
+            libfuse_stderr = LibfuseStderr()
+            try:
+                with libfuse_stderr.redirected():
+                    pyfuse3.init(operations, mountpoint, mount_options(debug_fuse))
+            except RuntimeError as e:  # fuse_session_new() or fuse_session_mount() failed
+                reason = libfuse_stderr.reason() or f"{e} (is /dev/fuse usable?)"
+                raise MountFailed(f"cannot mount on {mountpoint}: {reason}") from None
+            libfuse_stderr.passed_on()
+            mirror = None
+            if mirror_dev is not None:
+                mirror = DevMirror(Path(mountpoint, "dev"), Path(mirror_dev), invalidator)
+            try:
+                async with trio.open_nursery() as fuse:
+                    fuse.start_soon(invalidator.run)
+                    fuse.start_soon(operations.interrupts.run)
+                    fuse.start_soon(_stop_on_signal, signals, operations, fuse.cancel_scope)
+                    fuse.start_soon(_ready, kernel, mirror, f"{scenario.source} on {mountpoint}")
+                    await pyfuse3.main(min_tasks=4, max_tasks=MAX_TASKS)
+                    fuse.cancel_scope.cancel()
+            finally:
+                operations.drop_poll_handles()
+                pyfuse3.close(unmount=True)
+            print(f"fakesys: unmounted {mountpoint}", flush=True)
             engine.cancel_scope.cancel()
 
 
-async def _serve(
-    scenario: Scenario,
-    mountpoint: str,
-    debug_fuse: bool,
-    engine: trio.Nursery,
-    signals: AsyncIterator[int],
-) -> None:
-    # A big machine is hundreds of thousands of objects that live as long as the mount:
-    # collecting while they are made costs seconds, and scanning them later, pauses.
-    gc.disable()
-    try:
-        kernel = await boot(scenario, engine)
-    finally:
-        gc.freeze()
-        gc.enable()
-    invalidator = Invalidator()
-    operations = Operations(kernel.kernfs, invalidator)
-    libfuse_stderr = LibfuseStderr()
-    try:
-        with libfuse_stderr.redirected():
-            pyfuse3.init(operations, mountpoint, mount_options(debug_fuse))
-    except RuntimeError as e:  # fuse_session_new() or fuse_session_mount() failed
-        reason = libfuse_stderr.reason() or f"{e} (is /dev/fuse usable?)"
-        raise MountFailed(f"cannot mount on {mountpoint}: {reason}") from None
-    libfuse_stderr.passed_on()
-    try:
-        print(
-            f"fakesys: mounted {scenario.source} on {mountpoint}; Ctrl-C or SIGTERM unmounts",
-            flush=True,
-        )
-        async with trio.open_nursery() as fuse:
-            fuse.start_soon(invalidator.run)
-            fuse.start_soon(operations.interrupts.run)
-            fuse.start_soon(_stop_on_signal, signals, operations, fuse.cancel_scope)
-            await pyfuse3.main(min_tasks=4, max_tasks=MAX_TASKS)
-            fuse.cancel_scope.cancel()
-    finally:
-        operations.drop_poll_handles()
-        pyfuse3.close(unmount=True)
-    print(f"fakesys: unmounted {mountpoint}", flush=True)
+async def _ready(kernel: Kernel, mirror: DevMirror | None, what: str) -> None:
+    """Say that the mount serves, once the mirrored /dev (whose binds need the file system
+    served) shows the nodes."""
+    if mirror is not None:
+        await mirror.start(kernel)
+    print(f"fakesys: mounted {what}; Ctrl-C or SIGTERM unmounts", flush=True)
 
 
 async def _stop_on_signal(
@@ -218,7 +230,12 @@ async def _stop_on_signal(
 
 
 def run(
-    scenario: Scenario, mountpoint: str, debug_fuse: bool = False, nonempty: bool = False
+    scenario: Scenario,
+    mountpoint: str,
+    debug_fuse: bool = False,
+    netlink: bool = False,
+    mirror_dev: str | None = None,
+    nonempty: bool = False,
 ) -> int:
     try:
         clear_stale_mount(mountpoint)
@@ -226,10 +243,15 @@ def run(
     except (MountError, OSError) as e:
         print(f"fakesys: {e}", file=sys.stderr)
         return 1
+    try:
+        uevent_netlink = UeventNetlink() if netlink else None
+    except OSError as e:
+        print(f"fakesys: --netlink: {e.strerror}", file=sys.stderr)
+        return 1
     # Errors from the boot or the mount come out of the engine's nursery in a group.
     status = 0
     try:
-        trio.run(serve, scenario, mountpoint, debug_fuse)
+        trio.run(serve, scenario, mountpoint, debug_fuse, uevent_netlink, mirror_dev)
     except* ScenarioError as scenario_errors:
         _report(scenario_errors)
         status = 2

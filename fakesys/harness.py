@@ -68,17 +68,19 @@ class FakesysMount:
         mountpoint: Path,
         scenario: str | None = None,
         stderr_path: Path | None = None,
+        options: Sequence[str] = (),
         *,
         prefix: Sequence[str] = (),
     ) -> FakesysMount:
         """Start a daemon on ``mountpoint`` (made if it does not exist) and wait until it has
-        mounted. ``prefix`` runs it through another command, such as ``setpriv`` to mount
-        as another user (the command must exec the daemon, so that signals reach it)."""
+        mounted. ``options`` go to ``fakesys mount``; ``prefix`` runs it through another
+        command, such as ``setpriv`` to mount as another user (the command must exec the
+        daemon, so that signals reach it)."""
         with contextlib.suppress(FileExistsError):  # a stale mount there is the daemon's to clear
             mountpoint.mkdir()
         if stderr_path is None:
             stderr_path = mountpoint.with_name(mountpoint.name + ".stderr")
-        args = [*prefix, sys.executable, "-m", "fakesys", "mount", str(mountpoint)]
+        args = [*prefix, sys.executable, "-m", "fakesys", "mount", *options, str(mountpoint)]
         if scenario is not None:
             args[len(args) - 1 : len(args) - 1] = ["--scenario", scenario]
         with stderr_path.open("w") as stderr:

@@ -11,19 +11,9 @@ import pytest
 
 from fakesys._mounts import mounted_fstype
 
-from .conftest import Mount, fuse_usable, wait_until
+from .conftest import Mount, fakesys_command, fuse_usable, wait_until
 
 pytestmark = pytest.mark.skipif(not fuse_usable(), reason="no usable /dev/fuse on this machine")
-
-
-def fakesys_mount(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fakesys", "mount", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 # /proc/self/mountinfo writes UTF-8 as it is and escapes space, tab, newline and backslash
@@ -36,7 +26,7 @@ def test_a_second_mount_on_a_live_tree_is_refused_whatever_its_name(
     m = Mount.start(mnt, stderr_path=tmp_path / "err")
     try:
         assert mounted_fstype(mnt) == "fuse.fakesys"
-        second = fakesys_mount(str(mnt))
+        second = fakesys_command("mount", str(mnt))
         assert second.returncode == 1
         assert second.stderr == f"fakesys: {mnt}: a running fakesys is already mounted there\n"
     finally:
@@ -47,14 +37,14 @@ def test_a_second_mount_on_a_live_tree_is_refused_whatever_its_name(
 def test_a_file_is_not_a_mount_point(tmp_path: Path) -> None:
     file = tmp_path / "file"
     file.write_text("")
-    out = fakesys_mount(str(file))
+    out = fakesys_command("mount", str(file))
     assert out.returncode == 1
     assert out.stderr == f"fakesys: {file}: mount point is not a directory\n"
 
 
 def test_a_mount_point_that_does_not_exist_is_refused_and_not_made(tmp_path: Path) -> None:
     missing = tmp_path / "missing"
-    out = fakesys_mount(str(missing))
+    out = fakesys_command("mount", str(missing))
     assert out.returncode == 1
     assert out.stderr == f"fakesys: {missing}: mount point does not exist\n"
     assert not missing.exists()
@@ -64,7 +54,7 @@ def test_a_directory_with_contents_needs_nonempty(tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     (mnt / "notes").write_text("mine\n")
-    out = fakesys_mount(str(mnt))
+    out = fakesys_command("mount", str(mnt))
     assert out.returncode == 1
     assert out.stderr == (
         f"fakesys: {mnt}: mount point is not empty (--nonempty mounts over its contents, "

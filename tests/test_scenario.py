@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,8 @@ import trio
 
 from fakesys.kernel.simchar import POLICIES
 from fakesys.scenario import ScenarioError, boot, load, parse
+
+from .conftest import fakesys_command
 
 BASE = """
 [[module]]
@@ -92,13 +93,7 @@ def test_default_scenario_loads() -> None:
 
 def mount_command(scenario: Path, mnt: Path) -> subprocess.CompletedProcess[str]:
     """``fakesys mount --scenario SCENARIO MNT``, expected to fail before mounting."""
-    return subprocess.run(
-        [sys.executable, "-m", "fakesys", "mount", "--scenario", str(scenario), str(mnt)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return fakesys_command("mount", "--scenario", str(scenario), str(mnt))
 
 
 def test_cli_reports_a_bad_scenario_with_status_2_and_no_mount(tmp_path: Path) -> None:

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from fakesys.kernel.simchar import POLICIES
-from fakesys.scenario import ScenarioError, boot, load, parse
+from fakesys.scenario import POLICIES, ScenarioError, boot, load, parse
 
 from .conftest import fakesys_command
 
@@ -88,7 +87,8 @@ def test_default_scenario_loads() -> None:
     scenario = load(None)
     names = [d.dev_name for d in scenario.devices]
     assert names[:3] == ["foo.0", "foo.1", "0000:00:02.0"]
-    assert {d.policy for d in scenario.drivers} == {None, *POLICIES}
+    # every character-device pattern has its driver in the default machine
+    assert set(POLICIES.values()) <= {d.path.stem for d in scenario.drivers}
 
 
 def mount_command(scenario: Path, mnt: Path) -> subprocess.CompletedProcess[str]:
@@ -161,8 +161,10 @@ def test_an_error_found_while_building_is_reported_the_same_way(tmp_path: Path) 
 
 
 def char_drivers(count: int) -> str:
+    """``count`` modules, each with a character-device driver."""
     return "".join(
-        f'[[driver]]\nname = "c{i}"\nbus = "platform"\npolicy = "refcounted"\n'
+        f'[[module]]\nname = "c{i}"\n'
+        f'[[driver]]\nname = "c{i}"\nbus = "platform"\nmodule = "c{i}"\npolicy = "refcounted"\n'
         for i in range(count)
     )
 
@@ -170,10 +172,12 @@ def char_drivers(count: int) -> str:
 async def test_every_dynamic_major_can_be_used(nursery: trio.Nursery) -> None:
     """find_dynamic_major() gives 254 down to 234, then 511 down to 384: 149 drivers boot."""
     kernel = await boot(parse(char_drivers(149), "s.toml"), nursery)
-    assert sorted(kernel.chrdevs) == [*range(234, 255), *range(384, 512)]
+    dynamic = [major for major in kernel.char_devices.majors if major >= 234]
+    assert sorted(dynamic) == [*range(234, 255), *range(384, 512)]
 
 
 def test_more_character_device_drivers_than_dynamic_majors_is_one_line(tmp_path: Path) -> None:
+    """The failed init is said with the kernel's reason (__register_chrdev_region())."""
     many = tmp_path / "many.toml"
     many.write_text(char_drivers(150))
     mnt = tmp_path / "mnt"
@@ -181,8 +185,8 @@ def test_more_character_device_drivers_than_dynamic_majors_is_one_line(tmp_path:
     out = mount_command(many, mnt)
     assert out.returncode == 2
     assert out.stderr == (
-        f"fakesys: {many}: driver[149].policy: expected at most 149 character-device drivers:"
-        " each takes one of the kernel's 149 dynamic majors\n"
+        f"fakesys: {many}: module c149: init failed: Device or resource busy "
+        '(CHRDEV "c149" dynamic allocation region is full)\n'
     )
     assert out.stdout == ""
 
@@ -209,3 +213,24 @@ def test_a_name_the_tree_cannot_hold_is_refused_before_mounting(
     assert "expected" in out.stderr
     assert out.stderr.count("\n") == 1
     assert out.stdout == ""
+
+
+def test_a_driver_file_that_names_its_driver_against_the_rules_is_refused(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "slashed.py").write_text(
+        "from fakesys.linux import PlatformDriver, module_platform_driver\n"
+        'slashed = PlatformDriver(name="a/b")\n'
+        "module_platform_driver(slashed)\n"
+    )
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('[[driver]]\nimpl = "slashed.py"\n')
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    out = mount_command(scenario, mnt)
+    assert out.returncode == 2
+    assert out.stderr == (
+        f"fakesys: {scenario}: driver[0].impl: {tmp_path}/slashed.py: expected a driver named "
+        "by a sysfs name (not empty, not '.' or '..', no '/' or NUL, at most 255 bytes), "
+        "not 'a/b'\n"
+    )

@@ -170,11 +170,31 @@ HW_FILES = (
 def create_hold_files(kernel: Kernel, parent: KernfsNode, points: dict[str, HoldPoint]) -> None:
     """``hold/<point>`` and ``delay/<point>`` in ``parent``, for every point."""
     root = kernel.kernfs
-    holds = root.create_dir(parent, "hold")
-    delays = root.create_dir(parent, "delay")
-    for name, point in points.items():
-        create_file(root, holds, point, SysfsAttr(name, CONTROL_MODE, HoldPoint.show, _hold_store))
-        create_file(root, delays, point, SysfsAttr(name, CONTROL_MODE, _delay_show, _delay_store))
+    root.create_dir(parent, "hold")
+    root.create_dir(parent, "delay")
+    for point in points.values():
+        _create_point_files(kernel, parent, point)
+
+
+def _create_point_files(kernel: Kernel, parent: KernfsNode, point: HoldPoint) -> None:
+    root = kernel.kernfs
+    holds, delays = parent.lookup("hold"), parent.lookup("delay")
+    assert holds is not None and delays is not None
+    name = point.name
+    create_file(root, holds, point, SysfsAttr(name, CONTROL_MODE, HoldPoint.show, _hold_store))
+    create_file(root, delays, point, SysfsAttr(name, CONTROL_MODE, _delay_show, _delay_store))
+
+
+def _point_defined(kernel: Kernel, name: str) -> None:
+    """A driver defined a hold point: its files in every hold/ and delay/ directory."""
+    top = control_dir(kernel)
+    _create_point_files(kernel, top, kernel.hold.points[name])
+    devices = top.lookup("devices")
+    assert devices is not None
+    for dev_name, points in kernel.hold.per_device.items():
+        parent = devices.lookup(dev_name)
+        if parent is not None:
+            _create_point_files(kernel, parent, points[name])
 
 
 def control_dir(kernel: Kernel) -> KernfsNode:
@@ -187,6 +207,7 @@ def create_control_files(kernel: Kernel) -> None:
     for attr in KERNEL_FILES:
         create_file(root, top, kernel, attr)
     create_hold_files(kernel, top, kernel.hold.points)
+    kernel.hold.on_define.append(lambda name: _point_defined(kernel, name))
     root.create_dir(top, "devices")
     root.create_file(top, "uevents", 0o400, UeventMonitor(kernel))
 

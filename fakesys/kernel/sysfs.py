@@ -11,11 +11,14 @@ import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ..kernfs import PAGE_SIZE, Attribute, BinAttribute, KernfsNode, KernfsRoot
 from .lockdep import OF_MUTEX, SB_WRITERS, SB_WRITERS_ADDR, held, open_file_addr
 from .stacktrace import SYSCALL_READ, SYSCALL_WRITE, Frames, enter, frames
+
+if TYPE_CHECKING:
+    from .core import Device
 
 T = TypeVar("T")
 
@@ -75,24 +78,25 @@ def _sysfs_ops(cls: type) -> str | None:
 
 
 @functools.cache
-def _show_frames(ops: str | None, name: str) -> Frames:
-    """The frames of a show, shared by every file of that attribute and kind of object."""
+def _show_frames(ops: str | None, name: str | None) -> Frames:
+    """The frames of a show, shared by every file of that attribute and kind of object;
+    ``name`` None when the show pushes its own frame."""
     return SYSCALL_READ + frames(
         "seq_read_iter",
         "kernfs_seq_show",
         "sysfs_kf_seq_show",
         *([f"{ops}_show"] if ops else []),
-        f"{name}_show",
+        *([f"{name}_show"] if name else []),
     )
 
 
 @functools.cache
-def _store_frames(ops: str | None, name: str) -> Frames:
+def _store_frames(ops: str | None, name: str | None) -> Frames:
     return SYSCALL_WRITE + frames(
         "kernfs_fop_write_iter",
         "sysfs_kf_write",
         *([f"{ops}_store"] if ops else []),
-        f"{name}_store",
+        *([f"{name}_store"] if name else []),
     )
 
 
@@ -126,12 +130,17 @@ class _Store(Generic[T]):
             return await self.store(self.obj, buf)
 
 
-def create_file(root: KernfsRoot, parent: KernfsNode, obj: T, attr: SysfsAttr[T]) -> KernfsNode:
+def create_file(
+    root: KernfsRoot, parent: KernfsNode, obj: T, attr: SysfsAttr[T], *, own_frames: bool = False
+) -> KernfsNode:
+    """The attribute's file; ``own_frames`` when its show and store push their own frames
+    (a driver's, called through :mod:`.calls`) instead of ``<name>_show``/``<name>_store``."""
     ops = _sysfs_ops(type(obj))  # type: ignore[arg-type]  # a type is hashable
-    show = None if attr.show is None else _Show(obj, attr.show, _show_frames(ops, attr.name))
+    named = None if own_frames else attr.name
+    show = None if attr.show is None else _Show(obj, attr.show, _show_frames(ops, named))
     store = None
     if attr.store is not None:
-        store = _Store(obj, attr.store, attr.name, _store_frames(ops, attr.name))
+        store = _Store(obj, attr.store, attr.name, _store_frames(ops, named))
     return root.create_file(parent, attr.name, attr.mode, Attribute(show, store), size=PAGE_SIZE)
 
 
@@ -164,3 +173,41 @@ def create_group(
 ) -> None:
     for attr in attrs:
         create_file(root, parent, obj, attr)
+
+
+# -- attributes of a driver's own (DEVICE_ATTR_RO() and device_create_file()) --
+
+
+@dataclass(frozen=True)
+class DeviceAttribute:
+    """``struct device_attribute``: ``show(dev) -> str`` (it cannot sleep) and ``async
+    store(dev, buf) -> int``, either None."""
+
+    name: str
+    mode: int
+    show: Callable[[Device], str] | None = None
+    store: Callable[[Device, bytes], Awaitable[int]] | None = None
+
+
+def device_create_file(dev: Device, attr: DeviceAttribute) -> None:
+    """device_create_file(): the driver's show and store run as its own functions (their
+    frames and module in reports), under ``dev_attr_show``/``dev_attr_store``."""
+    from .calls import call, call_atomic  # noqa: PLC0415 (calls imports the loader)
+
+    kernel = dev.kernel
+    show, store = attr.show, attr.store
+    assert dev.kn is not None
+    sysfs_attr = SysfsAttr["Device"](
+        attr.name,
+        attr.mode,
+        None if show is None else lambda d: call_atomic(kernel, show, d),
+        None if store is None else lambda d, buf: call(kernel, store, d, buf),
+    )
+    create_file(kernel.kernfs, dev.kn, dev, sysfs_attr, own_frames=True)
+
+
+async def device_remove_file(dev: Device, attr: DeviceAttribute) -> None:
+    """device_remove_file(): waits for shows and stores in flight (kernfs_drain())."""
+    kn = dev.kn.lookup(attr.name) if dev.kn is not None else None
+    if kn is not None:
+        await dev.kernel.kernfs.remove(kn)

@@ -57,8 +57,9 @@ def _skip_unless_possible(prefix: list[str]) -> None:
         timeout=60,
         check=False,
     )
-    if probe.returncode != 0:
-        pytest.skip(f"an ordinary user cannot run {sys.executable}: {probe.stderr.strip()}")
+    if probe.returncode != 0:  # the checkout or the interpreter is closed to other users
+        said = probe.stderr.strip().splitlines()[-1:] or [f"status {probe.returncode}"]
+        pytest.skip(f"an ordinary user cannot import fakesys with {sys.executable}: {said[0]}")
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import hashlib
 import os
 import queue
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -25,7 +26,7 @@ from pathlib import Path
 import pytest
 
 import fakesys
-from fakesys._mounts import mounted_fstype
+from fakesys._mounts import detach, mounted_fstype
 
 from .conftest import fuse_usable, wait_blocked_in_read, wait_until
 
@@ -85,7 +86,7 @@ class Served:
             self.process.send_signal(signal.SIGINT)
         rest, _ = self.process.communicate(timeout=60)
         if mounted_fstype(self.mountpoint) is not None:
-            subprocess.run(["fusermount3", "-u", "-z", str(self.mountpoint)], check=False)
+            detach(self.mountpoint)
         return rest
 
 
@@ -97,7 +98,8 @@ def serve(checkout: Path) -> Served:
         text=True,
     )
     assert process.stdout is not None
-    served = Served(checkout, process, process.stdout.readline())
+    ready, _, _ = select.select([process.stdout], [], [], HANG)
+    served = Served(checkout, process, process.stdout.readline() if ready else "")
     if not served.first_line.startswith("fakesys: mounted"):
         rest = served.stop()
         pytest.fail(f"scripts/run did not mount: {served.first_line}{rest}")

@@ -6,9 +6,10 @@
 # script exit 1.
 #
 # A shared tree may be in any state: devices unbound, modules unloaded, hold points armed by a
-# script that was interrupted. Each script first brings what it uses to a known state
-# (need_bound, need_no_dumps, and every hold point and delay released here), or stops with one
-# line saying what it needs and exit status 2.
+# script that was interrupted. Each script first brings what it uses to a known state (every
+# hold point and delay is released here, need_bound binds its devices afresh, the devcoredump
+# script deletes the dumps left of its devices), or stops with one line saying what it needs
+# and exit status 2.
 
 set -u
 scenarios_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

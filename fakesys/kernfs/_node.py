@@ -234,9 +234,15 @@ class TreeListener:
 class KernfsRoot:
     """A tree: the root directory, the listeners and the table of live inodes."""
 
-    def __init__(self, warn: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        warn: Callable[[str], None] | None = None,
+        duplicate: Callable[[KernfsNode, str], None] | None = None,
+    ) -> None:
         #: Where kernfs's own warnings go (the kernel log, once the engine is attached).
         self.warn: Callable[[str], None] = warn or (lambda message: None)
+        #: Told of a name that could not be created because it exists (sysfs_warn_dup()).
+        self.duplicate: Callable[[KernfsNode, str], None] = duplicate or (lambda parent, name: None)
         self.listeners: list[TreeListener] = []
         self.inodes: dict[int, KernfsNode] = {}
         self.root = KernfsNode(self, NodeKind.DIR, "", 0o755, ino=ROOT_INO)
@@ -246,7 +252,7 @@ class KernfsRoot:
         if parent.kind is not NodeKind.DIR or not parent.active:
             raise ErrnoError(_errno.ENOENT)
         if node.name in parent.children:
-            # sysfs_warn_dup() in fs/sysfs/dir.c; the caller logs the warning.
+            self.duplicate(parent, node.name)
             raise ErrnoError(_errno.EEXIST)
         node.parent = parent
         parent.children[node.name] = node

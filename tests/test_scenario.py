@@ -176,19 +176,26 @@ async def test_every_dynamic_major_can_be_used(nursery: trio.Nursery) -> None:
     assert sorted(dynamic) == [*range(234, 255), *range(384, 512)]
 
 
-def test_more_character_device_drivers_than_dynamic_majors_is_one_line(tmp_path: Path) -> None:
-    """The failed init is said with the kernel's reason (__register_chrdev_region())."""
-    many = tmp_path / "many.toml"
-    many.write_text(char_drivers(150))
+def refused(tmp_path: Path, text: str) -> tuple[Path, str]:
+    """``fakesys mount`` of a scenario file of ``text``, which must refuse it with status 2
+    before mounting: the file and what was said."""
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(text)
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    out = mount_command(many, mnt)
+    out = mount_command(scenario, mnt)
     assert out.returncode == 2
-    assert out.stderr == (
-        f"fakesys: {many}: module c149: init failed: Device or resource busy "
+    assert out.stdout == ""
+    return scenario, out.stderr
+
+
+def test_more_character_device_drivers_than_dynamic_majors_is_one_line(tmp_path: Path) -> None:
+    """The failed init is said with the kernel's reason (__register_chrdev_region())."""
+    scenario, said = refused(tmp_path, char_drivers(150))
+    assert said == (
+        f"fakesys: {scenario}: module c149: init failed: Device or resource busy "
         '(CHRDEV "c149" dynamic allocation region is full)\n'
     )
-    assert out.stdout == ""
 
 
 @pytest.mark.parametrize(
@@ -203,16 +210,10 @@ def test_more_character_device_drivers_than_dynamic_majors_is_one_line(tmp_path:
 def test_a_name_the_tree_cannot_hold_is_refused_before_mounting(
     tmp_path: Path, device: str
 ) -> None:
-    bad = tmp_path / "bad.toml"
-    bad.write_text(BASE + device)
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    out = mount_command(bad, mnt)
-    assert out.returncode == 2
-    assert out.stderr.startswith(f"fakesys: {bad}: device[0].")
-    assert "expected" in out.stderr
-    assert out.stderr.count("\n") == 1
-    assert out.stdout == ""
+    scenario, said = refused(tmp_path, BASE + device)
+    assert said.startswith(f"fakesys: {scenario}: device[0].")
+    assert "expected" in said
+    assert said.count("\n") == 1
 
 
 def test_a_driver_file_that_names_its_driver_against_the_rules_is_refused(
@@ -223,13 +224,8 @@ def test_a_driver_file_that_names_its_driver_against_the_rules_is_refused(
         'slashed = PlatformDriver(name="a/b")\n'
         "module_platform_driver(slashed)\n"
     )
-    scenario = tmp_path / "s.toml"
-    scenario.write_text('[[driver]]\nimpl = "slashed.py"\n')
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    out = mount_command(scenario, mnt)
-    assert out.returncode == 2
-    assert out.stderr == (
+    scenario, said = refused(tmp_path, '[[driver]]\nimpl = "slashed.py"\n')
+    assert said == (
         f"fakesys: {scenario}: driver[0].impl: {tmp_path}/slashed.py: expected a driver named "
         "by a sysfs name (not empty, not '.' or '..', no '/' or NUL, at most 255 bytes), "
         "not 'a/b'\n"

@@ -53,6 +53,7 @@ def main() -> None:
         scenario = Path(tmp, "bigdump.toml")
         scenario.write_text(SCENARIO.format(size=size))
         mnt = Path(tmp, "mnt")
+        mnt.mkdir()
         daemon = subprocess.Popen(
             ["taskset", "-c", CPU, sys.executable, "-m", "fakesys", "mount",
              "--scenario", str(scenario), str(mnt)],

@@ -93,6 +93,7 @@ def scenario(devices: int) -> str:
 class Daemon:
     def __init__(self, scenario_path: Path, mountpoint: Path) -> None:
         self.mountpoint = mountpoint
+        mountpoint.mkdir()
         started = time.perf_counter()
         self.process = subprocess.Popen(
             ["taskset", "-c", CPU, sys.executable, "-m", "fakesys", "mount",

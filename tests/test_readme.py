@@ -29,9 +29,9 @@ def test_record_mount_unbind_under_an_open_file_and_bind(tmp_path: Path) -> None
         pytest.skip("the workflow records eth0, and this machine has no eth0 with a driver")
     out = run_shell_example(workflow(), tmp_path)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("fakesys: mounted nic.toml on mnt\n")
+    assert out.stdout.startswith("fakesys: mounted nic.toml on mnt;")
     assert "Kernel driver in use:" in out.stdout
     assert "cat: -: No such device\n" in out.stderr
     # after the unbind, no interface and no DRIVER=; after the bind, eth0 again
-    assert out.stdout.endswith("\n0\neth0\n")
+    assert out.stdout.endswith("\n0\neth0\nfakesys: unmounted mnt\n")
     assert mounted_fstype(tmp_path / "mnt") is None

@@ -4,8 +4,6 @@ this machine's /sys."""
 from __future__ import annotations
 
 import errno
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -13,6 +11,8 @@ import pytest
 
 from fakesys.kernel.replay import FileRecord, LinkRecord
 from fakesys.record import dumps, guess_driver_children, loads, record
+
+from .conftest import fakesys_command
 
 NIC = "devices/pci0000:00/0000:00:03.0"
 CONFIG = bytes(range(64))
@@ -133,13 +133,7 @@ def test_driver_children_are_guessed_from_the_tree(sysfs: Path) -> None:
 
 
 def test_record_refuses_a_path_that_is_not_a_device(sysfs: Path, tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "fakesys", "record", "--sysfs", str(sysfs), str(sysfs / "bus")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    out = fakesys_command("record", "--sysfs", str(sysfs), str(sysfs / "bus"))
     assert out.returncode == 2
     assert out.stderr == f"fakesys record: {sysfs}/bus: not a directory below {sysfs}/devices\n"
 
@@ -150,11 +144,8 @@ def test_this_machine_records_read_errors_and_a_device_by_its_class_link(
     """Runtime PM's autosuspend_delay_ms fails with EIO for a device that does not use it,
     as /sys/devices/platform does not."""
     out = tmp_path / "platform.toml"
-    subprocess.run(
-        [sys.executable, "-m", "fakesys", "record", "-o", str(out), "/sys/devices/platform"],
-        check=True,
-        timeout=60,
-    )
+    result = fakesys_command("record", "-o", str(out), "/sys/devices/platform")
+    assert result.returncode == 0, result.stderr
     recording = loads(tomllib.loads(out.read_text()), str(out))
     power = recording.dirs["devices/platform/power"].entries
     assert power["autosuspend_delay_ms"] == FileRecord(0o644, 4096, error=errno.EIO)

@@ -72,12 +72,12 @@ ROOTS = ("block", "bus", "class", "dev", "devices", "module")
 #: The most bytes of one file a recording keeps; a bigger file is recorded unread.
 MAX_CONTENT = 1 << 20
 #: Files whose read does something besides reading, by pattern on the path below /sys.
-SKIPPED = {
+SKIPPED = (
     # Reading hot_add adds a zram device (drivers/block/zram/zram_drv.c).
-    re.compile(r"^class/zram-control/hot_add$"): "adds a zram device",
+    re.compile(r"^class/zram-control/hot_add$"),
     # A PCI BAR's file reads the device's registers (pci_read_resource_io()).
-    re.compile(r"^devices/.*/resource\d+(_wc)?$"): "reads a PCI BAR",
-}
+    re.compile(r"^devices/.*/resource\d+(_wc)?$"),
+)
 #: Classes whose devices a bus's enumeration makes, not the driver of their parent.
 ENUMERATED_CLASSES = frozenset({"pci_bus"})
 #: Buses on which a driver makes its own children on the same bus: a USB hub's devices and a

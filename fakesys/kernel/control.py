@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..kernfs import ErrnoError, FileOps, KernfsNode, OpenFile
-from .hold import HoldPoint
+from .hold import HOLD_POINTS, HoldPoint
 from .hw import Hardware
 from .lib import buf_to_str, kstrtobool, kstrtoul
 from .module import delete_module
@@ -165,14 +165,25 @@ HW_FILES = (
 )
 
 
+# One declaration per point, shared by the files of every device.
+HOLD_FILES = {
+    name: SysfsAttr[HoldPoint](name, CONTROL_MODE, HoldPoint.show, _hold_store)
+    for name in HOLD_POINTS
+}
+DELAY_FILES = {
+    name: SysfsAttr[HoldPoint](name, CONTROL_MODE, _delay_show, _delay_store)
+    for name in HOLD_POINTS
+}
+
+
 def create_hold_files(kernel: Kernel, parent: KernfsNode, points: dict[str, HoldPoint]) -> None:
     """``hold/<point>`` and ``delay/<point>`` in ``parent``, for every point."""
     root = kernel.kernfs
     holds = root.create_dir(parent, "hold")
     delays = root.create_dir(parent, "delay")
     for name, point in points.items():
-        create_file(root, holds, point, SysfsAttr(name, CONTROL_MODE, HoldPoint.show, _hold_store))
-        create_file(root, delays, point, SysfsAttr(name, CONTROL_MODE, _delay_show, _delay_store))
+        create_file(root, holds, point, HOLD_FILES[name])
+        create_file(root, delays, point, DELAY_FILES[name])
 
 
 def control_dir(kernel: Kernel) -> KernfsNode:

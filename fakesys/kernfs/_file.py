@@ -146,48 +146,33 @@ async def open_file(node: KernfsNode, flags: int, caller: Caller) -> OpenFile:
     return of
 
 
-ShowFn = Callable[[], str]
-StoreFn = Callable[[bytes], Awaitable[int]]
+class TextAttribute(FileOps):
+    """A text attribute's semantics; subclasses say what ``show()`` and ``store()`` do.
 
-
-class Attribute(FileOps):
-    """A text attribute: ``show()`` returns the text (what sysfs_emit() would write), ``store()``
-    gets the bytes of one write and returns how many it consumed, or raises
-    :class:`ErrnoError`.
-
-    ``sysfs`` selects kernfs's open-time permission check; procfs files (``sysfs=False``) leave
-    that to the mode bits.
+    ``show()`` returns the text (what sysfs_emit() would write); ``store()`` gets the bytes of
+    one write and returns how many it consumed, or raises :class:`ErrnoError`. Without a show
+    or a store, a read or write that gets past the open-time check fails with EIO
+    (dev_attr_show(), dev_attr_store()).
     """
 
-    __slots__ = ("extra_open_perm_check", "show", "store")
+    __slots__ = ()
+    extra_open_perm_check = True
 
-    def __init__(
-        self,
-        show: ShowFn | None = None,
-        store: StoreFn | None = None,
-        *,
-        sysfs: bool = True,
-    ) -> None:
-        self.show = show
-        self.store = store
-        self.extra_open_perm_check = sysfs
+    def show(self) -> str:
+        raise ErrnoError(errno.EIO)
+
+    async def store(self, data: bytes) -> int:
+        raise ErrnoError(errno.EIO)
 
     @property
-    def can_read(self) -> bool:
-        return self.show is not None
-
-    @property
-    def can_write(self) -> bool:
-        return self.store is not None
+    def show_name(self) -> str:
+        """The show function's name, for the kernel's warnings."""
+        return "show"
 
     def _fill(self, of: OpenFile) -> bytes:
-        if self.show is None:
-            # dev_attr_show() without a show method
-            raise ErrnoError(errno.EIO)
         data = self.show().encode()
         if len(data) >= PAGE_SIZE:
-            name = getattr(self.show, "__name__", "show")
-            of.node.root.warn(f"fill_read_buffer: {name}+0x0/0x40 returned bad count")
+            of.node.root.warn(f"fill_read_buffer: {self.show_name}+0x0/0x40 returned bad count")
             data = data[: PAGE_SIZE - 1]
         of.event = of.node.event
         return data
@@ -204,16 +189,62 @@ class Attribute(FileOps):
         data = data[:PAGE_SIZE]
         if not data:
             return 0
-        store = self.store
-        if store is None:
+        if not self.can_write:
             raise ErrnoError(errno.EIO)
-        return await run_active_async(of.node, lambda: store(data))
+        return await run_active_async(of.node, lambda: self.store(data))
 
     def poll(self, of: OpenFile) -> int:
         # kernfs_generic_poll()
         if not of.node.active or of.event != of.node.event:
             return DEFAULT_POLLMASK | POLL_CHANGED
         return DEFAULT_POLLMASK
+
+
+ShowFn = Callable[[], str]
+StoreFn = Callable[[bytes], Awaitable[int]]
+
+
+class Attribute(TextAttribute):
+    """A text attribute made of two functions, ``show()`` and ``store(data)``.
+
+    ``sysfs`` selects kernfs's open-time permission check; procfs files (``sysfs=False``) leave
+    that to the mode bits.
+    """
+
+    __slots__ = ("_show", "_store", "extra_open_perm_check")
+
+    def __init__(
+        self,
+        show: ShowFn | None = None,
+        store: StoreFn | None = None,
+        *,
+        sysfs: bool = True,
+    ) -> None:
+        self._show = show
+        self._store = store
+        self.extra_open_perm_check = sysfs
+
+    @property
+    def can_read(self) -> bool:
+        return self._show is not None
+
+    @property
+    def can_write(self) -> bool:
+        return self._store is not None
+
+    @property
+    def show_name(self) -> str:
+        return getattr(self._show, "__name__", "show")
+
+    def show(self) -> str:
+        if self._show is None:
+            raise ErrnoError(errno.EIO)
+        return self._show()
+
+    async def store(self, data: bytes) -> int:
+        if self._store is None:
+            raise ErrnoError(errno.EIO)
+        return await self._store(data)
 
 
 BinReadFn = Callable[[int, int], Awaitable[bytes]]

@@ -42,6 +42,20 @@ class NodeKind(enum.Enum):
 _inode_numbers = itertools.count(2)
 ROOT_INO = 1
 _NO_CHILDREN: dict[str, KernfsNode] = {}
+# kernfs_get_active() fails once this is added to the count (KN_DEACTIVATED_BIAS).
+_DEACTIVATED_BIAS = -(1 << 30)
+# Inode times come from the coarse clock (current_time()), which moves once a jiffy (HZ=250):
+# nodes made within one tick share a timestamp, and so one int object.
+_TICK_NS = 4_000_000
+
+
+@dataclass(slots=True)
+class KernfsIattrs:
+    """What a setattr changed (struct kernfs_iattrs): made only for the nodes it touched."""
+
+    uid: int
+    gid: int
+    mtime_ns: int
 
 
 class KernfsNode:
@@ -50,21 +64,20 @@ class KernfsNode:
     ``mode`` holds the permission bits only; the file type comes from ``kind``. ``size`` is what
     ``stat`` reports (sysfs: 4096 for text attributes, the bin attribute's size, 0 for
     directories and symlinks). ``subdirs`` counts the child directories, for the link count.
-    A big tree has hundreds of thousands of nodes, hence the slots.
+    Owner and modification time are root's and the creation time until a setattr changes
+    them. A big tree has hundreds of thousands of nodes, hence the slots.
     """
 
     __slots__ = (
         "_active",
-        "_deactivated",
         "_drained",
         "children",
         "ctime_ns",
         "event",
-        "gid",
+        "iattr",
         "ino",
         "kind",
         "mode",
-        "mtime_ns",
         "name",
         "ops",
         "parent",
@@ -72,7 +85,6 @@ class KernfsNode:
         "size",
         "subdirs",
         "target",
-        "uid",
     )  # fmt: skip
 
     def __init__(
@@ -99,15 +111,12 @@ class KernfsNode:
         # Files and symlinks share one empty mapping: only directories get children.
         self.children: dict[str, KernfsNode] = {} if kind is NodeKind.DIR else _NO_CHILDREN
         self.subdirs = 0
-        self.uid = 0
-        self.gid = 0
-        self.ctime_ns = time.time_ns()
-        self.mtime_ns = self.ctime_ns
+        self.ctime_ns = root.stamp()
+        self.iattr: KernfsIattrs | None = None
         # kernfs_get_open_node() starts the event counter at 1 and an open file's copy at 0, so
         # a poll before the first read reports POLLERR|POLLPRI (fs/kernfs/file.c).
         self.event = 1
         self._active = 0
-        self._deactivated = False
         # Made only when a removal has to wait for callbacks in flight.
         self._drained: trio.Event | None = None
 
@@ -118,21 +127,24 @@ class KernfsNode:
 
     @property
     def active(self) -> bool:
-        return not self._deactivated
+        return self._active >= 0
 
     def get_active(self) -> bool:
-        if self._deactivated:
+        if self._active < 0:
             return False
         self._active += 1
         return True
 
     def put_active(self) -> None:
         self._active -= 1
-        if self._deactivated and self._active == 0 and self._drained is not None:
+        if self._active == _DEACTIVATED_BIAS and self._drained is not None:
             self._drained.set()
 
+    def _deactivate(self) -> None:
+        self._active += _DEACTIVATED_BIAS
+
     async def _drain(self) -> None:
-        if self._active:
+        if self._active != _DEACTIVATED_BIAS:
             if self._drained is None:
                 self._drained = trio.Event()
             await self._drained.wait()
@@ -161,7 +173,7 @@ class KernfsNode:
         """The active child called ``name``; a node being removed is invisible, as in
         kernfs_iop_lookup()."""
         child = self.children.get(name)
-        if child is None or child._deactivated:
+        if child is None or child._active < 0:
             return None
         return child
 
@@ -196,6 +208,37 @@ class KernfsNode:
         ups = [".."] * (len(here) - common)
         downs = [node.name for node in there[common:]]
         return "/".join(ups + downs)
+
+    # -- owner and times (kernfs_iattrs) --
+
+    def _iattr(self) -> KernfsIattrs:
+        if self.iattr is None:
+            self.iattr = KernfsIattrs(0, 0, self.ctime_ns)
+        return self.iattr
+
+    @property
+    def uid(self) -> int:
+        return 0 if self.iattr is None else self.iattr.uid
+
+    @uid.setter
+    def uid(self, uid: int) -> None:
+        self._iattr().uid = uid
+
+    @property
+    def gid(self) -> int:
+        return 0 if self.iattr is None else self.iattr.gid
+
+    @gid.setter
+    def gid(self, gid: int) -> None:
+        self._iattr().gid = gid
+
+    @property
+    def mtime_ns(self) -> int:
+        return self.ctime_ns if self.iattr is None else self.iattr.mtime_ns
+
+    @mtime_ns.setter
+    def mtime_ns(self, mtime_ns: int) -> None:
+        self._iattr().mtime_ns = mtime_ns
 
     @property
     def nlink(self) -> int:
@@ -239,8 +282,16 @@ class KernfsRoot:
         self.warn: Callable[[str], None] = warn or (lambda message: None)
         self.listeners: list[TreeListener] = []
         self.inodes: dict[int, KernfsNode] = {}
+        self._stamp = time.time_ns()
         self.root = KernfsNode(self, NodeKind.DIR, "", 0o755, ino=ROOT_INO)
         self.inodes[ROOT_INO] = self.root
+
+    def stamp(self) -> int:
+        """The time now, on the coarse clock."""
+        now = time.time_ns()
+        if now - self._stamp >= _TICK_NS:
+            self._stamp = now
+        return self._stamp
 
     def _link(self, parent: KernfsNode, node: KernfsNode) -> KernfsNode:
         if parent.kind is not NodeKind.DIR or not parent.active:
@@ -292,9 +343,9 @@ class KernfsRoot:
         self._unlink(node, self._deactivate(node))
 
     def _deactivate(self, node: KernfsNode) -> list[KernfsNode]:
-        nodes = [n for n in node.subtree() if not n._deactivated]
+        nodes = [n for n in node.subtree() if n.active]
         for n in nodes:
-            n._deactivated = True
+            n._deactivate()
         return nodes
 
     def _unlink(self, node: KernfsNode, nodes: list[KernfsNode]) -> None:
@@ -326,7 +377,7 @@ class KernfsRoot:
             raise RuntimeError("remove_self() outside a callback of that node")
         ref.broken = True
         node.put_active()
-        if node._deactivated:
+        if not node.active:
             return False
         await self.remove(node)
         return True

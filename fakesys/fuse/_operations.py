@@ -21,6 +21,7 @@ process that opened it; lseek, ioctl and file locks do not reach the file system
 
 from __future__ import annotations
 
+import array
 import bisect
 import contextlib
 import errno
@@ -96,9 +97,10 @@ class Operations(pyfuse3.Operations, TreeListener):
         super().__init__()
         self._tree = tree
         self._invalidator = invalidator
-        #: The kernel's lookup count of every inode it knows, and the nodes among them that
-        #: left the tree: those stay answerable (getattr) until the kernel forgets them.
-        self._lookups: dict[int, int] = {}
+        #: The kernel's lookup count of every inode, by number (0: unknown to the kernel), and
+        #: the nodes it knows that left the tree: those stay answerable (getattr) until the
+        #: kernel forgets them. An array: a big tree has hundreds of thousands of inodes.
+        self._lookups = array.array("Q")
         self._zombies: dict[int, KernfsNode] = {}
         self._handles: dict[int, OpenFile] = {}
         self._dirs: dict[int, list[KernfsNode]] = {}
@@ -113,13 +115,16 @@ class Operations(pyfuse3.Operations, TreeListener):
     # -- inode bookkeeping --
 
     def _node(self, ino: int) -> KernfsNode:
-        node = self._tree.inodes.get(ino) or self._zombies.get(ino)
+        node = self._tree.inode(ino) or self._zombies.get(ino)
         if node is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
         return node
 
     def _remember(self, node: KernfsNode) -> None:
-        self._lookups[node.ino] = self._lookups.get(node.ino, 0) + 1
+        lookups = self._lookups
+        if node.ino >= len(lookups):
+            lookups.frombytes(bytes(lookups.itemsize * max(node.ino + 1, 2 * len(lookups))))
+        lookups[node.ino] += 1
 
     def _attr(self, node: KernfsNode) -> pyfuse3.EntryAttributes:
         attr = pyfuse3.EntryAttributes()
@@ -141,7 +146,7 @@ class Operations(pyfuse3.Operations, TreeListener):
     # -- TreeListener: keep removed nodes the kernel knows, wake pollers --
 
     def unlinked(self, node: KernfsNode) -> None:
-        if node.ino in self._lookups:
+        if node.ino < len(self._lookups) and self._lookups[node.ino]:
             self._zombies[node.ino] = node
 
     def changed(self, node: KernfsNode) -> None:
@@ -166,15 +171,15 @@ class Operations(pyfuse3.Operations, TreeListener):
         return self._attr(child)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        lookups = self._lookups
         for ino, nlookup in inode_list:
-            count = self._lookups.get(ino)
-            if count is None:
+            if ino >= len(lookups):
                 continue
-            if count <= nlookup:
-                del self._lookups[ino]
+            if lookups[ino] <= nlookup:
+                lookups[ino] = 0
                 self._zombies.pop(ino, None)
             else:
-                self._lookups[ino] = count - nlookup
+                lookups[ino] -= nlookup
 
     @guarded
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextvars
 import enum
 import errno as _errno
-import itertools
 import stat
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -37,9 +36,6 @@ class NodeKind(enum.Enum):
     LINK = stat.S_IFLNK
 
 
-# Inode numbers are never reused: a 64-bit counter cannot wrap in the life of a mount, and a
-# stale handle or cached dentry can then never be confused with a newer node.
-_inode_numbers = itertools.count(2)
 ROOT_INO = 1
 _NO_CHILDREN: dict[str, KernfsNode] = {}
 # kernfs_get_active() fails once this is added to the count (KN_DEACTIVATED_BIAS).
@@ -94,7 +90,6 @@ class KernfsNode:
         name: str,
         mode: int,
         *,
-        ino: int | None = None,
         ops: FileOps | None = None,
         target: KernfsNode | None = None,
         size: int = 0,
@@ -103,7 +98,7 @@ class KernfsNode:
         self.kind = kind
         self.name = name
         self.mode = mode
-        self.ino = next(_inode_numbers) if ino is None else ino
+        self.ino = root.new_ino()
         self.ops = ops
         self.target = target
         self.size = size
@@ -275,16 +270,30 @@ class TreeListener:
 
 
 class KernfsRoot:
-    """A tree: the root directory, the listeners and the table of live inodes."""
+    """A tree: the root directory, the listeners and the table of live inodes.
+
+    Inode numbers are never reused: a stale handle or cached dentry can then never be
+    confused with a newer node. Inode *n* is entry *n* of the table, None once removed: a
+    list costs a quarter of a dict, and a removed node leaves only its empty entry.
+    """
 
     def __init__(self, warn: Callable[[str], None] | None = None) -> None:
         #: Where kernfs's own warnings go (the kernel log, once the engine is attached).
         self.warn: Callable[[str], None] = warn or (lambda message: None)
         self.listeners: list[TreeListener] = []
-        self.inodes: dict[int, KernfsNode] = {}
+        self._inodes: list[KernfsNode | None] = [None]
         self._stamp = time.time_ns()
-        self.root = KernfsNode(self, NodeKind.DIR, "", 0o755, ino=ROOT_INO)
-        self.inodes[ROOT_INO] = self.root
+        self.root = KernfsNode(self, NodeKind.DIR, "", 0o755)
+        assert self.root.ino == ROOT_INO
+        self._inodes[ROOT_INO] = self.root
+
+    def new_ino(self) -> int:
+        self._inodes.append(None)
+        return len(self._inodes) - 1
+
+    def inode(self, ino: int) -> KernfsNode | None:
+        """The live node with this inode number."""
+        return self._inodes[ino] if 0 < ino < len(self._inodes) else None
 
     def stamp(self) -> int:
         """The time now, on the coarse clock."""
@@ -303,7 +312,7 @@ class KernfsRoot:
         parent.children[node.name] = node
         if node.kind is NodeKind.DIR:
             parent.subdirs += 1
-        self.inodes[node.ino] = node
+        self._inodes[node.ino] = node
         for listener in self.listeners:
             listener.added(node)
         return node
@@ -355,7 +364,7 @@ class KernfsRoot:
                 del parent.children[n.name]
                 if n.kind is NodeKind.DIR:
                     parent.subdirs -= 1
-            self.inodes.pop(n.ino, None)
+            self._inodes[n.ino] = None
             for listener in self.listeners:
                 listener.unlinked(n)
         # Only the top of the subtree is announced: dropping a directory from a cache drops

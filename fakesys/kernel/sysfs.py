@@ -102,11 +102,14 @@ class SysfsFile(TextAttribute, Generic[T]):
     ``store(obj, buf)`` under the frames and locks of a write. One small object per file, not
     a closure per callback: a big machine has hundreds of thousands of attribute files."""
 
-    __slots__ = ("attr", "obj", "ops")
+    __slots__ = ("attr", "obj")
 
     def __init__(self, obj: T, attr: SysfsAttr[T]) -> None:
         self.obj, self.attr = obj, attr
-        self.ops = _sysfs_ops(type(obj))  # type: ignore[arg-type]  # a type is hashable
+
+    @property
+    def ops(self) -> str | None:
+        return _sysfs_ops(type(self.obj))  # type: ignore[arg-type]  # a type is hashable
 
     @property
     def can_read(self) -> bool:

@@ -17,7 +17,7 @@ import stat
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import trio
 
@@ -55,65 +55,37 @@ class KernfsIattrs:
 
 
 class KernfsNode:
-    """One entry of the tree.
+    """One entry of the tree: a :class:`KernfsDir`, :class:`KernfsFile` or :class:`KernfsLink`.
 
     ``mode`` holds the permission bits only; the file type comes from ``kind``. ``size`` is what
     ``stat`` reports (sysfs: 4096 for text attributes, the bin attribute's size, 0 for
     directories and symlinks). ``subdirs`` counts the child directories, for the link count.
     Owner and modification time are root's and the creation time until a setattr changes
-    them. A big tree has hundreds of thousands of nodes, hence the slots.
+    them. A big tree has hundreds of thousands of nodes, hence the slots, and each kind has
+    only the fields it uses; the others read as class attributes.
     """
 
-    __slots__ = (
-        "_active",
-        "_drained",
-        "children",
-        "ctime_ns",
-        "event",
-        "iattr",
-        "ino",
-        "kind",
-        "mode",
-        "name",
-        "ops",
-        "parent",
-        "root",
-        "size",
-        "subdirs",
-        "target",
-    )  # fmt: skip
+    __slots__ = ("_active", "ctime_ns", "iattr", "ino", "mode", "name", "parent", "root")
 
-    def __init__(
-        self,
-        root: KernfsRoot,
-        kind: NodeKind,
-        name: str,
-        mode: int,
-        *,
-        ops: FileOps | None = None,
-        target: KernfsNode | None = None,
-        size: int = 0,
-    ) -> None:
+    kind: ClassVar[NodeKind]
+    # Only directories have children, only files have operations, a size and an event
+    # counter, only symlinks have a target.
+    children: dict[str, KernfsNode] = _NO_CHILDREN
+    subdirs = 0
+    ops: FileOps | None = None
+    size = 0
+    event = 0
+    target: KernfsNode | None = None
+
+    def __init__(self, root: KernfsRoot, name: str, mode: int) -> None:
         self.root = root
-        self.kind = kind
         self.name = name
         self.mode = mode
         self.ino = root.new_ino()
-        self.ops = ops
-        self.target = target
-        self.size = size
         self.parent: KernfsNode | None = None
-        # Files and symlinks share one empty mapping: only directories get children.
-        self.children: dict[str, KernfsNode] = {} if kind is NodeKind.DIR else _NO_CHILDREN
-        self.subdirs = 0
         self.ctime_ns = root.stamp()
         self.iattr: KernfsIattrs | None = None
-        # kernfs_get_open_node() starts the event counter at 1 and an open file's copy at 0, so
-        # a poll before the first read reports POLLERR|POLLPRI (fs/kernfs/file.c).
-        self.event = 1
         self._active = 0
-        # Made only when a removal has to wait for callbacks in flight.
-        self._drained: trio.Event | None = None
 
     def __repr__(self) -> str:
         return f"<KernfsNode {self.path()!r} ino={self.ino}>"
@@ -132,17 +104,17 @@ class KernfsNode:
 
     def put_active(self) -> None:
         self._active -= 1
-        if self._active == _DEACTIVATED_BIAS and self._drained is not None:
-            self._drained.set()
+        if self._active == _DEACTIVATED_BIAS:
+            drained = self.root.draining.pop(self, None)
+            if drained is not None:
+                drained.set()
 
     def _deactivate(self) -> None:
         self._active += _DEACTIVATED_BIAS
 
     async def _drain(self) -> None:
         if self._active != _DEACTIVATED_BIAS:
-            if self._drained is None:
-                self._drained = trio.Event()
-            await self._drained.wait()
+            await self.root.draining.setdefault(self, trio.Event()).wait()
 
     # -- tree structure --
 
@@ -244,10 +216,45 @@ class KernfsNode:
         return self.kind.value | self.mode
 
     def notify(self) -> None:
-        """kernfs_notify(): bump the event counter and tell pollers."""
-        self.event += 1
+        """kernfs_notify(): tell pollers (a file also bumps its event counter)."""
         for listener in self.root.listeners:
             listener.changed(self)
+
+
+class KernfsDir(KernfsNode):
+    __slots__ = ("children", "subdirs")
+    kind = NodeKind.DIR
+
+    def __init__(self, root: KernfsRoot, name: str, mode: int) -> None:
+        super().__init__(root, name, mode)
+        self.children = {}
+        self.subdirs = 0
+
+
+class KernfsFile(KernfsNode):
+    __slots__ = ("event", "ops", "size")
+    kind = NodeKind.FILE
+
+    def __init__(self, root: KernfsRoot, name: str, mode: int, ops: FileOps, size: int) -> None:
+        super().__init__(root, name, mode)
+        self.ops = ops
+        self.size = size
+        # kernfs_get_open_node() starts the event counter at 1 and an open file's copy at 0, so
+        # a poll before the first read reports POLLERR|POLLPRI (fs/kernfs/file.c).
+        self.event = 1
+
+    def notify(self) -> None:
+        self.event += 1
+        super().notify()
+
+
+class KernfsLink(KernfsNode):
+    __slots__ = ("target",)
+    kind = NodeKind.LINK
+
+    def __init__(self, root: KernfsRoot, name: str, target: KernfsNode) -> None:
+        super().__init__(root, name, 0o777)
+        self.target = target
 
 
 class TreeListener:
@@ -282,8 +289,10 @@ class KernfsRoot:
         self.warn: Callable[[str], None] = warn or (lambda message: None)
         self.listeners: list[TreeListener] = []
         self._inodes: list[KernfsNode | None] = [None]
+        #: The nodes whose removal waits for callbacks in flight, and what it waits on.
+        self.draining: dict[KernfsNode, trio.Event] = {}
         self._stamp = time.time_ns()
-        self.root = KernfsNode(self, NodeKind.DIR, "", 0o755)
+        self.root: KernfsNode = KernfsDir(self, "", 0o755)
         assert self.root.ino == ROOT_INO
         self._inodes[ROOT_INO] = self.root
 
@@ -303,7 +312,7 @@ class KernfsRoot:
         return self._stamp
 
     def _link(self, parent: KernfsNode, node: KernfsNode) -> KernfsNode:
-        if parent.kind is not NodeKind.DIR or not parent.active:
+        if not isinstance(parent, KernfsDir) or not parent.active:
             raise ErrnoError(_errno.ENOENT)
         if node.name in parent.children:
             # sysfs_warn_dup() in fs/sysfs/dir.c; the caller logs the warning.
@@ -318,15 +327,15 @@ class KernfsRoot:
         return node
 
     def create_dir(self, parent: KernfsNode, name: str, mode: int = 0o755) -> KernfsNode:
-        return self._link(parent, KernfsNode(self, NodeKind.DIR, name, mode))
+        return self._link(parent, KernfsDir(self, name, mode))
 
     def create_file(
         self, parent: KernfsNode, name: str, mode: int, ops: FileOps, size: int = 0
     ) -> KernfsNode:
-        return self._link(parent, KernfsNode(self, NodeKind.FILE, name, mode, ops=ops, size=size))
+        return self._link(parent, KernfsFile(self, name, mode, ops, size))
 
     def create_link(self, parent: KernfsNode, name: str, target: KernfsNode) -> KernfsNode:
-        return self._link(parent, KernfsNode(self, NodeKind.LINK, name, 0o777, target=target))
+        return self._link(parent, KernfsLink(self, name, target))
 
     def mkdir_p(self, path: str) -> KernfsNode:
         node = self.root
@@ -360,7 +369,7 @@ class KernfsRoot:
     def _unlink(self, node: KernfsNode, nodes: list[KernfsNode]) -> None:
         for n in nodes:
             parent = n.parent
-            if parent is not None and parent.children.get(n.name) is n:
+            if isinstance(parent, KernfsDir) and parent.children.get(n.name) is n:
                 del parent.children[n.name]
                 if n.kind is NodeKind.DIR:
                     parent.subdirs -= 1

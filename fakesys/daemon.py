@@ -94,7 +94,7 @@ async def serve(scenario: Scenario, mountpoint: str, debug_fuse: bool = False) -
                 fuse.start_soon(invalidator.run)
                 fuse.start_soon(operations.interrupts.run)
                 fuse.start_soon(_stop_on_signal, operations, fuse.cancel_scope)
-                await pyfuse3.main(min_tasks=4, max_tasks=MAX_TASKS)
+                await pyfuse3.main(min_tasks=1, max_tasks=MAX_TASKS)
                 fuse.cancel_scope.cancel()
         finally:
             operations.drop_poll_handles()

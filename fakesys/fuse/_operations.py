@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import array
 import bisect
-import contextlib
 import errno
 import functools
 import itertools
 import logging
 import os
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
@@ -77,13 +76,20 @@ def guarded(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[An
     return wrapper
 
 
-@contextlib.contextmanager
-def acting_for(caller: Caller) -> Iterator[None]:
-    token = current_caller.set(caller)
-    try:
-        yield
-    finally:
-        current_caller.reset(token)
+class acting_for:
+    """Run a callback on behalf of ``caller``. A class, not a generator-based context
+    manager: every open, read, write and release enters one."""
+
+    __slots__ = ("_caller", "_token")
+
+    def __init__(self, caller: Caller) -> None:
+        self._caller = caller
+
+    def __enter__(self) -> None:
+        self._token = current_caller.set(self._caller)
+
+    def __exit__(self, *exc_info: object) -> None:
+        current_caller.reset(self._token)
 
 
 def _caller(ctx: pyfuse3.RequestContext) -> Caller:

@@ -23,7 +23,7 @@ import errno
 import os
 import select
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._errors import ErrnoError
 from ._node import KernfsNode, NodeKind, run_active, run_active_async
@@ -35,10 +35,10 @@ DEFAULT_POLLMASK = select.POLLIN | select.POLLOUT | select.POLLRDNORM | select.P
 POLL_CHANGED = select.POLLERR | select.POLLPRI
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(NamedTuple):
     """The process on whose behalf a callback runs: the opener for I/O on a handle (FUSE tells
-    read and write nothing about their caller), the requester for everything else."""
+    read and write nothing about their caller), the requester for everything else. A tuple:
+    one is made for every open(2)."""
 
     pid: int
     uid: int = 0
@@ -53,8 +53,12 @@ current_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
 class OpenFile:
     """One open(2) of a file: what ``struct kernfs_open_file`` holds."""
 
+    __slots__ = ("buffer", "caller", "event", "flags", "node", "ops", "private")
+
     def __init__(self, node: KernfsNode, flags: int, caller: Caller) -> None:
+        assert node.ops is not None
         self.node = node
+        self.ops: FileOps = node.ops
         self.flags = flags
         self.caller = caller
         self.event = 0
@@ -72,11 +76,6 @@ class OpenFile:
     @property
     def nonblocking(self) -> bool:
         return bool(self.flags & os.O_NONBLOCK)
-
-    @property
-    def ops(self) -> FileOps:
-        assert self.node.ops is not None
-        return self.node.ops
 
     async def read(self, offset: int, size: int) -> bytes:
         return await self.ops.read(self, offset, size)

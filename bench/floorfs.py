@@ -1,19 +1,21 @@
-"""The floor of the stack: a pyfuse3 file system of one file, cached and served like fakesys.
+"""The floor of the stack: a pyfuse3 file system of two files, cached and served like fakesys.
 
 Same options, same timeouts, direct_io; no tree, no engine. Anything fakesys costs above this
-is its own overhead. The file sits at the same depth as the attribute it is compared with
-(``sys/devices/platform/foo.0/modalias``), so path walks cost the same on both sides.
+is its own overhead. The attribute sits at the same depth as the one it is compared with
+(``sys/devices/platform/foo.0/modalias``), so path walks cost the same on both sides; ``data``
+(``--data-mib`` MiB of zeros, 0 by default) is what a dump is compared with, and answers each
+read with as many bytes as asked.
 
-    python bench/floorfs.py MOUNTPOINT
+    python bench/floorfs.py MOUNTPOINT [--data-mib N]
 """
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import signal
 import stat
-import sys
 
 import pyfuse3
 import trio
@@ -23,15 +25,21 @@ PATH = ("sys", "devices", "platform", "foo.0", "modalias")
 # inode n + 1 is the n-th component of PATH, below inode n
 CHILDREN = {(i + 1, name.encode()): i + 2 for i, name in enumerate(PATH)}
 FILE_INO = len(PATH) + 1
+DATA_INO = FILE_INO + 1
+CHILDREN[(pyfuse3.ROOT_INODE, b"data")] = DATA_INO
 
 
 class FloorOperations(pyfuse3.Operations):
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self.data = data
+
     def _attr(self, ino: int) -> pyfuse3.EntryAttributes:
         attr = pyfuse3.EntryAttributes()
         attr.st_ino = ino
-        is_file = ino == FILE_INO
+        is_file = ino in (FILE_INO, DATA_INO)
         attr.st_mode = (stat.S_IFREG | 0o444) if is_file else (stat.S_IFDIR | 0o755)
-        attr.st_size = 4096 if is_file else 0
+        attr.st_size = {FILE_INO: 4096, DATA_INO: len(self.data)}.get(ino, 0)
         attr.entry_timeout = attr.attr_timeout = 1.0
         return attr
 
@@ -50,7 +58,8 @@ class FloorOperations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=inode, direct_io=True, keep_cache=False)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        return CONTENT[off : off + size]
+        content = self.data if fh == DATA_INO else CONTENT
+        return content[off : off + size]
 
 
 async def serve() -> None:
@@ -68,8 +77,12 @@ async def serve() -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mountpoint")
+    parser.add_argument("--data-mib", type=int, default=0)
+    args = parser.parse_args()
     options = set(pyfuse3.default_options) | {"fsname=floorfs"}
-    pyfuse3.init(FloorOperations(), sys.argv[1], options)
+    pyfuse3.init(FloorOperations(bytes(args.data_mib << 20)), args.mountpoint, options)
     print("mounted", flush=True)
     try:
         trio.run(serve)

@@ -24,7 +24,7 @@ _frames: contextvars.ContextVar[Frames] = contextvars.ContextVar("frames", defau
 
 def frames(*names: str, module: str | None = None) -> Frames:
     """Frames to push with :func:`enter`, built once."""
-    return tuple((name, module) for name in names)
+    return tuple([(name, module) for name in names])
 
 
 _SYSCALL = ("entry_SYSCALL_64_after_hwframe", "do_syscall_64")

@@ -401,7 +401,7 @@ class KernfsRoot:
         return True
 
 
-@dataclass
+@dataclass(slots=True)
 class ActiveRef:
     """The active reference held by the callback running in this task."""
 

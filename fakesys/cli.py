@@ -28,11 +28,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     mount.add_argument("--debug", action="store_true", help="log at debug level")
     mount.add_argument("--debug-fuse", action="store_true", help="print libfuse's request trace")
+    mount.add_argument(
+        "--netlink",
+        action="store_true",
+        help="broadcast uevents on netlink, as the kernel and udevd would (only in a network "
+        "namespace of the mount's own: fakesys run does this)",
+    )
+    mount.add_argument(
+        "--mirror-dev",
+        metavar="DIR",
+        help="bind the tree's device nodes into DIR as they come and go (fakesys run's /dev)",
+    )
     sub.add_parser("scenarios", help="list the shipped scenarios")
     run_parser = sub.add_parser(
         "run", help="run a command in a private mount namespace where the fake tree is /sys"
     )
     run_parser.add_argument("--scenario", help="a shipped scenario's name or a TOML file")
+    run_parser.add_argument(
+        "--host-network",
+        action="store_true",
+        help="keep the host's network namespace (then no netlink uevents are sent)",
+    )
     run_parser.add_argument("argv", nargs=argparse.REMAINDER, help="-- COMMAND [ARG...]")
     return parser.parse_args(argv)
 
@@ -55,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if args.subcommand == "run":
         command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-        return run.main(args.scenario, command)
-    return daemon.run(scenario, args.mountpoint, args.debug_fuse)
+        return run.main(args.scenario, command, host_network=args.host_network)
+    return daemon.run(scenario, args.mountpoint, args.debug_fuse, args.netlink, args.mirror_dev)
 
 
 if __name__ == "__main__":

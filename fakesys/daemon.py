@@ -5,6 +5,10 @@ stops taking requests, in-flight handlers get a grace period, and the mount is r
 mount uses ``auto_unmount``, so even a SIGKILL of the daemon leaves no dead mount behind; a
 dead ``fuse.fakesys`` mount left by an older daemon on the target is detached at start.
 
+For ``fakesys run``, whose namespaces it shares, the daemon also broadcasts every uevent on
+netlink (:mod:`fakesys.netlink`) and keeps the namespace's /dev in step with the tree
+(:mod:`fakesys.dev_mirror`).
+
 Shutdown takes the same time at any size. Dropping a mount drops the kernel's cache of it,
 every dentry and inode (about 2 us each: half a second after a ``find`` over 10,000 devices),
 in the process that drops the mount's last reference; a child that holds the mount's root
@@ -21,12 +25,16 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pyfuse3
 import trio
 
 from ._mounts import detach, mounted_fstype
+from .dev_mirror import DevMirror
 from .fuse import Invalidator, Operations
+from .kernel import Kernel
+from .netlink import UeventNetlink
 from .scenario import Scenario, ScenarioError, boot
 
 log = logging.getLogger(__name__)
@@ -80,7 +88,12 @@ def mount_options(debug_fuse: bool) -> set[str]:
 
 
 async def serve(
-    scenario: Scenario, mountpoint: str, debug_fuse: bool = False, keep: list[object] | None = None
+    scenario: Scenario,
+    mountpoint: str,
+    debug_fuse: bool = False,
+    netlink: UeventNetlink | None = None,
+    mirror_dev: str | None = None,
+    keep: list[object] | None = None,
 ) -> None:
     """Boot ``scenario`` and serve it on ``mountpoint`` until a signal. What must outlive this
     call until the process ends (the kernel, the child that holds the mount) goes in ``keep``."""
@@ -90,7 +103,7 @@ async def serve(
         # collecting while they are made costs seconds, and scanning them later, pauses.
         gc.disable()
         try:
-            kernel = await boot(scenario, engine)
+            kernel = await boot(scenario, engine, netlink.attach if netlink else None)
         finally:
             gc.freeze()
             gc.enable()
@@ -101,18 +114,29 @@ async def serve(
             pyfuse3.init(operations, mountpoint, mount_options(debug_fuse))
         except RuntimeError as e:  # fuse_session_new() or fuse_session_mount() failed
             raise MountFailed(f"cannot mount on {mountpoint}: {e} (is /dev/fuse usable?)") from None
+        mirror = None
+        if mirror_dev is not None:
+            mirror = DevMirror(Path(mountpoint, "dev"), Path(mirror_dev), invalidator)
         try:
-            print(f"fakesys: mounted {scenario.source} on {mountpoint}", flush=True)
             async with trio.open_nursery() as fuse:
                 fuse.start_soon(invalidator.run)
                 fuse.start_soon(operations.interrupts.run)
                 fuse.start_soon(_stop_on_signal, operations, fuse.cancel_scope, mountpoint, keep)
+                fuse.start_soon(_ready, kernel, mirror, f"{scenario.source} on {mountpoint}")
                 await pyfuse3.main(min_tasks=1, max_tasks=MAX_TASKS)
                 fuse.cancel_scope.cancel()
         finally:
             operations.drop_poll_handles()
             pyfuse3.close(unmount=True)
         engine.cancel_scope.cancel()
+
+
+async def _ready(kernel: Kernel, mirror: DevMirror | None, what: str) -> None:
+    """Say that the mount serves, once the mirrored /dev (whose binds need the file system
+    served) shows the nodes."""
+    if mirror is not None:
+        await mirror.start(kernel)
+    print(f"fakesys: mounted {what}", flush=True)
 
 
 async def _stop_on_signal(
@@ -151,17 +175,28 @@ def _mount_holder(mountpoint: str) -> subprocess.Popen[bytes]:
         os.close(fd)
 
 
-def run(scenario: Scenario, mountpoint: str, debug_fuse: bool = False) -> int:
+def run(
+    scenario: Scenario,
+    mountpoint: str,
+    debug_fuse: bool = False,
+    netlink: bool = False,
+    mirror_dev: str | None = None,
+) -> int:
     try:
         clear_stale_mount(mountpoint)
     except (MountError, OSError) as e:
         print(f"fakesys: {e}", file=sys.stderr)
         return 1
+    try:
+        uevent_netlink = UeventNetlink() if netlink else None
+    except OSError as e:
+        print(f"fakesys: --netlink: {e.strerror}", file=sys.stderr)
+        return 1
     # Errors from the boot or the mount come out of the engine's nursery in a group.
     keep: list[object] = []
     status = 0
     try:
-        trio.run(serve, scenario, mountpoint, debug_fuse, keep)
+        trio.run(serve, scenario, mountpoint, debug_fuse, uevent_netlink, mirror_dev, keep)
     except* ScenarioError as scenario_errors:
         _report(scenario_errors)
         status = 2

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ._mounts import detach, mounted_fstype
@@ -43,12 +43,17 @@ class FakesysMount:
 
     @classmethod
     def start(
-        cls, mountpoint: Path, scenario: str | None = None, stderr_path: Path | None = None
+        cls,
+        mountpoint: Path,
+        scenario: str | None = None,
+        stderr_path: Path | None = None,
+        options: Sequence[str] = (),
     ) -> FakesysMount:
-        """Start a daemon on ``mountpoint`` and wait until it has mounted."""
+        """Start a daemon on ``mountpoint`` and wait until it has mounted. ``options`` go to
+        ``fakesys mount``."""
         if stderr_path is None:
             stderr_path = mountpoint.with_name(mountpoint.name + ".stderr")
-        args = [sys.executable, "-m", "fakesys", "mount", str(mountpoint)]
+        args = [sys.executable, "-m", "fakesys", "mount", *options, str(mountpoint)]
         if scenario is not None:
             args[4:4] = ["--scenario", scenario]
         with stderr_path.open("w") as stderr:

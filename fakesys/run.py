@@ -1,34 +1,61 @@
 """``fakesys run -- COMMAND``: run a program on the fake machine.
 
-The command runs in a private mount namespace in which the fake tree is ``/sys``, its device
-nodes sit in ``/dev`` beside the real standard ones (``null``, ``zero``, ``tty``, ``pts/``,
-...), and ``/proc/sys/kernel/tainted`` is the fake taint. Nothing outside the namespace
-changes: ``/dev`` there is a fresh tmpfs populated with bind mounts, so no file is created in
-the host's devtmpfs.
+The command runs in a private mount namespace and, unless ``--host-network``, a network
+namespace of its own with only ``lo`` (up). Nothing outside them changes. In them:
 
-Limitations: it needs CAP_SYS_ADMIN (root, or a user namespace that grants it) to make the
-namespace and the mounts; udev tools additionally need ``SYSTEMD_DEVICE_VERIFY_SYSFS=0``
-because the tree is not a sysfs file system.
+* ``/sys`` is the fake tree, ``/proc/sys/kernel/tainted`` the fake taint, and ``/proc/modules``
+  the fake machine's modules (``lsmod``). procfs cannot be given a file it lacks, so on a host
+  kernel built without loadable modules there is no /proc/modules to replace, and lsmod fails
+  as it does on that host.
+* ``/dev`` is a fresh tmpfs with the host's standard nodes bound in (:data:`STANDARD_DEV`: null,
+  zero, tty, pts/, shm/, ...; no host hardware) and the fake machine's nodes, which appear and
+  go with their devices, before the uevent that announces them, as with devtmpfs: the daemon
+  keeps them (:mod:`fakesys.dev_mirror`). No file is created in the host's devtmpfs.
+* ``/run`` is a tmpfs with the host's entries bound back in, except ``udev/``, which is the
+  fake machine's: it has ``control``, which libudev takes as the sign that udevd runs (without
+  it, udev-group monitors get nothing), and no database of the host's devices.
+* Every uevent is broadcast on netlink, on the kernel group and, as udevd would, on the udev
+  group (:mod:`fakesys.netlink`), so ``udevadm monitor``, libudev and pyudev monitors see the
+  fake machine's events. The host's own kernel events reach the kernel group too, as in a
+  rootful container. With ``--host-network`` nothing is broadcast: it would reach the host's
+  udevd.
+
+Limitations: it needs CAP_SYS_ADMIN (root, or a user namespace that grants it) for the
+namespaces and mounts; udev tools also need ``SYSTEMD_DEVICE_VERIFY_SYSFS=0`` because the tree
+is not a sysfs file system; nothing answers on ``/run/udev/control`` (``udevadm control``
+fails, ``udevadm settle`` returns at once).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ._mounts import detach, mounted_fstype
+from ._mounts import MS_BIND, MS_PRIVATE, MS_REC, bind, detach, mount, mounted_fstype
 from .harness import FakesysMount
 
 CLONE_NEWNS = 0x00020000
-MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_PRIVATE = 1 << 18
+CLONE_NEWNET = 0x40000000
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+#: What every Linux system has in /dev, whatever its hardware (the OCI runtime's default
+#: devices and mounts, plus fuse and the syslog socket).
+STANDARD_DEV = frozenset(
+    {
+        "console", "core", "fd", "full", "fuse", "hugepages", "log", "mqueue", "null",
+        "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero",
+    }
+)  # fmt: skip
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -37,84 +64,74 @@ class NamespaceError(Exception):
     """The namespace or one of its mounts could not be made; the message is for the user."""
 
 
-def _check(result: int, what: str) -> None:
-    if result != 0:
+def enter_private_namespace(network: bool) -> None:
+    """A mount namespace, and with ``network`` a network namespace with ``lo`` up."""
+    flags = CLONE_NEWNS | (CLONE_NEWNET if network else 0)
+    if _libc.unshare(flags) != 0:
         err = ctypes.get_errno()
-        raise NamespaceError(f"{what}: {os.strerror(err)}")
-
-
-def _mount(source: str | Path, target: str | Path, fstype: str | None, flags: int) -> None:
-    _check(
-        _libc.mount(
-            os.fsencode(source),
-            os.fsencode(target),
-            fstype.encode() if fstype else None,
-            flags,
-            None,
-        ),
-        f"mount {source} on {target}",
-    )
-
-
-def _bind(source: Path, target: Path) -> None:
-    """Bind ``source`` on ``target``, making an empty file or directory to mount on."""
-    if source.is_dir() and not source.is_symlink():
-        target.mkdir(exist_ok=True)
-    elif not target.exists():
-        target.touch()
-    _mount(source, target, None, MS_BIND | MS_REC)
-
-
-def enter_private_namespace() -> None:
-    try:
-        _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
-    except NamespaceError as e:
         raise NamespaceError(
-            f"cannot make a private mount namespace ({e}); "
+            f"cannot make a private mount namespace (unshare: {os.strerror(err)}); "
             "run as root, or inside a user namespace that has CAP_SYS_ADMIN"
-        ) from None
-    _mount("none", "/", None, MS_REC | MS_PRIVATE)
+        )
+    mount("none", "/", None, MS_REC | MS_PRIVATE)
+    if network:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", IFF_UP))
 
 
-def populate_dev(real_dev: Path, fake_dev: Path) -> None:
-    """A new /dev: the real entries bound back in, then the fake nodes over them."""
-    _mount("tmpfs", "/dev", "tmpfs", 0)
-    dev = Path("/dev")
-    for entry in sorted(real_dev.iterdir()):
-        target = dev / entry.name
+def shadow(directory: Path, real: Path, keep: Callable[[str], bool]) -> None:
+    """Put a tmpfs on ``directory`` and bind the entries of ``real`` (its old contents, bound
+    elsewhere) that ``keep`` accepts back in; symlinks are copied."""
+    mount("tmpfs", directory, "tmpfs", 0, "mode=755")
+    for entry in sorted(real.iterdir()):
+        if not keep(entry.name):
+            continue
+        target = directory / entry.name
         if entry.is_symlink():
             target.symlink_to(os.readlink(entry))
         else:
-            _bind(entry, target)
-    for directory, _, files in os.walk(fake_dev):
-        relative = Path(directory).relative_to(fake_dev)
-        (dev / relative).mkdir(exist_ok=True)
-        for name in files:
-            _bind(Path(directory, name), dev / relative / name)
+            bind(entry, target)
 
 
-def run(scenario: str | None, command: Sequence[str]) -> int:
-    enter_private_namespace()
-    # Not a TemporaryDirectory: its cleanup would walk into the bind of the real /dev and
-    # delete the host's device nodes. Every mount is detached first, and only empty
-    # directories are removed.
+def make_udev_run_dir(run: Path) -> None:
+    """The fake machine's /run/udev, with the ``control`` that tells libudev udevd runs."""
+    udev = run / "udev"
+    udev.mkdir(0o755)
+    (udev / "control").touch(0o600)
+
+
+def run(scenario: str | None, command: Sequence[str], host_network: bool = False) -> int:
+    enter_private_namespace(network=not host_network)
+    # Not a TemporaryDirectory: its cleanup would walk into the binds of the real /dev and /run
+    # and delete the host's files. Every mount is detached first, and only empty directories
+    # are removed.
     tmp = Path(tempfile.mkdtemp(prefix="fakesys-run-"))
-    real_dev = tmp / "real-dev"
-    mount: FakesysMount | None = None
+    real = {name: tmp / f"real-{name}" for name in ("dev", "run")}
+    mount_: FakesysMount | None = None
     try:
-        mount = FakesysMount.start(tmp / "mnt", scenario, tmp / "daemon.stderr")
-        real_dev.mkdir()
-        _mount("/dev", real_dev, None, MS_BIND | MS_REC)
-        populate_dev(real_dev, mount.path / "dev")
-        _mount(mount.path / "sys", "/sys", None, MS_BIND)
-        _bind(mount.path / "proc/sys/kernel/tainted", Path("/proc/sys/kernel/tainted"))
+        try:
+            for name, place in real.items():
+                place.mkdir()
+                mount(f"/{name}", place, None, MS_BIND | MS_REC)
+            shadow(Path("/dev"), real["dev"], lambda name: name in STANDARD_DEV)
+            shadow(Path("/run"), real["run"], lambda name: name != "udev")
+            make_udev_run_dir(Path("/run"))
+            options = ["--mirror-dev", "/dev"] + ([] if host_network else ["--netlink"])
+            mount_ = FakesysMount.start(tmp / "mnt", scenario, tmp / "daemon.stderr", options)
+            mount(mount_.path / "sys", "/sys", None, MS_BIND)
+            bind(mount_.path / "proc/sys/kernel/tainted", Path("/proc/sys/kernel/tainted"))
+            if Path("/proc/modules").exists():
+                bind(mount_.path / "proc/modules", Path("/proc/modules"))
+        except OSError as e:
+            raise NamespaceError(e.strerror or str(e)) from None
         return subprocess.run(list(command), check=False).returncode
     finally:
-        if mounted_fstype(real_dev) is not None:
-            detach(real_dev)
-        if mount is not None:
-            mount.stop()
-        for leftover in (real_dev, tmp / "mnt"):
+        for place in real.values():
+            if mounted_fstype(place) is not None:
+                detach(place)
+        if mount_ is not None:
+            mount_.stop()
+        for leftover in (*real.values(), tmp / "mnt"):
             with contextlib.suppress(OSError):
                 leftover.rmdir()  # never rmtree: a directory still mounted stays
         with contextlib.suppress(OSError):
@@ -123,13 +140,13 @@ def run(scenario: str | None, command: Sequence[str]) -> int:
             tmp.rmdir()
 
 
-def main(scenario: str | None, command: Sequence[str]) -> int:
+def main(scenario: str | None, command: Sequence[str], host_network: bool = False) -> int:
     if not command:
         print("fakesys run: no command given (fakesys run [--scenario S] -- COMMAND...)",
               file=sys.stderr)  # fmt: skip
         return 2
     try:
-        return run(scenario, command)
+        return run(scenario, command, host_network)
     except NamespaceError as e:
         print(f"fakesys run: {e}", file=sys.stderr)
         return 1

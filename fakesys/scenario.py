@@ -44,6 +44,7 @@ from .kernel.dd import device_driver_attach
 from .kernel.devcoredump import DEVCD_TIMEOUT
 from .kernel.driver import driver_register
 from .kernel.hotplug import HotplugDevice
+from .kernel.module import load_module
 from .kernel.pci import PCI_ANY_ID, PciBar, PciDevice, PciDeviceId, PciSlot, pci_bus
 from .kernel.platform import PlatformDevice
 from .kernel.simchar import BEHAVIOURS
@@ -131,11 +132,13 @@ class Scenario:
         """init_module(): the module and the drivers it registers."""
         if name not in self.modules:
             raise ErrnoError(errno.ENOENT)
-        module = Module(kernel, name)
-        module.load()
-        for spec in self.drivers:
-            if spec.module == name:
-                await driver_register(self._driver(kernel, spec, module))
+
+        async def init(module: Module) -> None:
+            for spec in self.drivers:
+                if spec.module == name:
+                    await driver_register(self._driver(kernel, spec, module))
+
+        await load_module(kernel, name, init)
 
     @staticmethod
     def _driver(kernel: Kernel, spec: DriverSpec, module: Module | None) -> Driver:
@@ -444,10 +447,17 @@ def load(name_or_path: str | None) -> Scenario:
     return parse(shipped.read_text(encoding="utf-8"), f"{name_or_path}.toml")
 
 
-async def boot(scenario: Scenario, nursery: trio.Nursery | None = None) -> Kernel:
-    """A kernel booted with ``scenario``'s machine; deferred work runs in ``nursery``."""
+async def boot(
+    scenario: Scenario,
+    nursery: trio.Nursery | None = None,
+    configure: Callable[[Kernel], None] | None = None,
+) -> Kernel:
+    """A kernel booted with ``scenario``'s machine; deferred work runs in ``nursery``.
+    ``configure`` sees the kernel before its first event (to attach a netlink broadcast)."""
     kernel = Kernel()
     kernel.nursery = nursery
+    if configure is not None:
+        configure(kernel)
     await kernel.boot()
     await scenario.boot(kernel)
     return kernel

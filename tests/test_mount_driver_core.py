@@ -96,7 +96,8 @@ def test_modes_sizes_and_types(mount: Mount) -> None:
         "sys/devices/platform/foo.0/driver": (stat.S_IFLNK | 0o777, 0),
         "sys/devices/pci0000:00/0000:00:02.0/remove": (stat.S_IFREG | 0o220, 4096),
         "sys/bus/pci/rescan": (stat.S_IFREG | 0o200, 4096),
-        "sys/devices/pci0000:00/0000:00:02.0/config": (stat.S_IFREG | 0o644, 256),
+        # a PCI Express function: 4096 bytes of configuration space (pci_cfg_space_size())
+        "sys/devices/pci0000:00/0000:00:02.0/config": (stat.S_IFREG | 0o644, 4096),
         "sys/module/foo/refcnt": (stat.S_IFREG | 0o444, 4096),
     }
     for rel, (mode, size) in expectations.items():
@@ -203,7 +204,7 @@ def test_pci_device_attributes(mount: Mount) -> None:
         "MODALIAS=pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00\n"
     )
     config = (mount.path / dev / "config").read_bytes()
-    assert len(config) == 256
+    assert len(config) == 4096
     assert config[:4] == bytes([0x34, 0x12, 0x11, 0x11])
 
 
@@ -223,6 +224,8 @@ def test_remove_and_rescan(mount: Mount) -> None:
     assert mount.sh("ls sys/bus/pci/drivers/fakegpu", check=True).stdout.split() == [
         "bind",
         "module",
+        "new_id",
+        "remove_id",
         "uevent",
         "unbind",
     ]
@@ -301,8 +304,14 @@ def test_kmsg_records_have_the_kernel_format(mount: Mount) -> None:
     mount.sh("echo '<3>hello from userspace' > dev/kmsg", check=True)
     mount.sh("echo plain > dev/kmsg", check=True)
     records = mount.kmsg()
-    assert records[0].startswith("6,0,")
-    assert records[0].endswith(",-;Linux version 6.18.0-fakesys (fakesys) #1 SMP PREEMPT_DYNAMIC")
+    # start_kernel()'s first message: pr_notice("%s", linux_banner), so level 5
+    assert records[0].startswith("5,0,")
+    assert records[0].endswith(
+        ",-;Linux version 6.18.0-fakesys (fakesys@fakesys)"
+        " (gcc (GCC) 14.2.0, GNU ld (GNU Binutils) 2.44)"
+        " #1 SMP PREEMPT_DYNAMIC Sun Nov 30 12:00:00 UTC 2025"
+    )
+    assert mount.read("proc/version") == records[0].split(";", 1)[1] + "\n"
     hello = next(r for r in records if "hello" in r)
     prefix, seq, _usec, rest = hello.split(",", 3)
     assert prefix == "11"  # LOG_USER << 3 | 3

@@ -100,10 +100,15 @@ class BusType:
                 await device_attach(dev)
 
     async def remove_device(self, dev: Device) -> None:
-        """bus_remove_device(): the links go first, then the driver is released."""
+        """bus_remove_device(): the bus's attributes and the links go first, then the driver
+        is released."""
         root = self.kernel.kernfs
         assert dev.kn is not None and self.devices_kn is not None
-        for kn in (dev.kn.lookup("subsystem"), self.devices_kn.lookup(dev.name)):
+        for kn in (
+            *(dev.kn.lookup(attr.name) for attr in self.dev_attrs),
+            self.devices_kn.lookup(dev.name),
+            dev.kn.lookup("subsystem"),
+        ):
             if kn is not None:
                 await root.remove(kn)
         await device_release_driver(dev)

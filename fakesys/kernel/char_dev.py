@@ -9,14 +9,15 @@ What those fops find when the device is gone is the driver's business: that is w
 lifetime policies of :mod:`.simchar` show.
 
 /dev nodes are regular files of the mount (FUSE cannot route I/O on character-device inodes);
-the device number is in the class device's ``dev`` attribute and in ``/sys/dev/char``.
+the device number is in the class device's ``dev`` attribute and in ``/sys/dev/char``. Other
+views of /dev (``fakesys run``'s) follow the nodes through ``Kernel.devtmpfs_mirrors``.
 """
 
 from __future__ import annotations
 
 import errno
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..kernfs import ErrnoError, FileOps, KernfsNode, OpenFile
 from . import core  # a cycle: core adds the /dev nodes defined here
@@ -217,15 +218,29 @@ class ChrdevNode(FileOps):
             await fput(self._file(of))
 
 
-def devtmpfs_create_node(dev: Device, mode: int) -> KernfsNode:
+class DevtmpfsMirror(Protocol):
+    """Another /dev that shows the nodes of this one (``fakesys run``'s). It is told of a new
+    node before the device's ``add`` uevent goes out, as device_add() sends it only once
+    devtmpfs_create_node() has returned, and of a node going before it goes."""
+
+    async def node_created(self, path: str) -> None: ...
+
+    async def node_deleted(self, path: str) -> None: ...
+
+
+async def devtmpfs_create_node(dev: Device, mode: int) -> KernfsNode:
     """``/dev/<devname>``; a name with slashes gets its directories."""
     kernel = dev.kernel
     assert dev.devt is not None
-    *dirs, name = dev.devnode_path().split("/")
+    path = dev.devnode_path()
+    *dirs, name = path.split("/")
     parent = kernel.dev_kn
     for part in dirs:
         parent = parent.lookup(part) or kernel.kernfs.create_dir(parent, part)
-    return kernel.kernfs.create_file(parent, name, mode, ChrdevNode(kernel, dev.devt))
+    node = kernel.kernfs.create_file(parent, name, mode, ChrdevNode(kernel, dev.devt))
+    for mirror in kernel.devtmpfs_mirrors:
+        await mirror.node_created(path)
+    return node
 
 
 async def devtmpfs_delete_node(dev: Device) -> None:
@@ -233,6 +248,8 @@ async def devtmpfs_delete_node(dev: Device) -> None:
     node = kernel.dev_kn.walk(dev.devnode_path())
     if node is None:
         return
+    for mirror in kernel.devtmpfs_mirrors:
+        await mirror.node_deleted(dev.devnode_path())
     parent = node.parent
     await kernel.kernfs.remove(node)
     while parent is not None and parent is not kernel.dev_kn and not parent.children:

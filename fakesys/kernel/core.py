@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import trio
@@ -22,7 +22,7 @@ from .hw import Hardware
 from .kobject_uevent import KOBJ_ADD, KOBJ_REMOVE, kobject_synth_uevent, kobject_uevent
 from .kref import Kref
 from .lockdep import DEV_MUTEX, held
-from .power import dpm_sysfs_add
+from .power import DevPmInfo, dpm_sysfs_add, dpm_sysfs_remove
 from .printk import KERN_ERR
 from .sysfs import RO, RW, SysfsAttr, create_file, create_group
 
@@ -91,7 +91,7 @@ class Device:
         self.driver: Driver | None = None
         self.driver_data: object = None
         self.driver_override: str | None = None
-        self.runtime_forbidden = False
+        self.power = DevPmInfo()
         #: dev_set_uevent_suppress(): device_add() sends no ``add`` event.
         self.uevent_suppress = False
         #: The mode of the /dev node devtmpfs makes for a device with a number.
@@ -134,6 +134,12 @@ class Device:
         """The node's path below /dev (device_get_devnode()): the class's devnode() name if
         it set one, else the device name with ``!`` for ``/``."""
         return self.devnode or self.name.replace("!", "/")
+
+    @property
+    def sends_uevents(self) -> bool:
+        """dev_uevent_filter(): only a device on a bus or in a class has events; a bare
+        parent such as ``/sys/devices/platform`` or a PCI host bridge has none."""
+        return self.bus is not None or self.cls is not None
 
     def subsystem_name(self) -> str:
         if self.cls is not None:
@@ -265,34 +271,43 @@ async def device_add(dev: Device) -> None:
     if dev.devt is not None:
         create_file(root, dev.kn, dev, DEV_ATTR_DEV)
         kernel.add_sys_dev_entry(dev)
-        devtmpfs_create_node(dev, dev.devnode_mode)
-    if not dev.uevent_suppress:
+        await devtmpfs_create_node(dev, dev.devnode_mode)
+    if dev.sends_uevents and not dev.uevent_suppress:
         kobject_uevent(kernel, KOBJ_ADD, dev.devpath(), dev.subsystem_name(), dev.uevent_env())
     if dev.bus is not None:
         await dev.bus.probe_device(dev)
 
 
 async def device_del(dev: Device) -> None:
-    """Take the device out of the system (device_del()): it is marked dead so no driver can
-    bind any more, its driver is unbound, and its directory goes away once callbacks in
-    flight on its attributes have returned."""
+    """Take the device out of the system, in device_del()'s order: it is marked dead so no
+    driver can bind any more; its ``power/`` group, ``dev`` file, class links, ``uevent`` file
+    and attributes go; bus_remove_device() takes the bus's attributes and links and only then
+    unbinds the driver, whose remove() so runs on a directory already emptied of them; then the
+    ``remove`` uevent, and the directory goes once callbacks in flight have returned."""
     kernel = dev.kernel
+    root = kernel.kernfs
     async with dev.lock:
         dev.dead = True
     kernel.deferred_probe.delete(dev)
+    await dpm_sysfs_remove(dev)
     if dev.devt is not None:
         await devtmpfs_delete_node(dev)
         await kernel.remove_sys_dev_entry(dev)
+        await _remove_files(dev, (DEV_ATTR_DEV.name,))
     if dev.cls is not None:
         await dev.cls.remove_device_links(dev)
-    env = dev.uevent_env()
+    await _remove_files(dev, (DEV_ATTR_UEVENT.name,))
+    await device_remove_attrs(dev)
     devpath = dev.devpath()
     if dev.bus is not None:
         await dev.bus.remove_device(dev)
-    kobject_uevent(kernel, KOBJ_REMOVE, devpath, dev.subsystem_name(), env)
+    if dev.sends_uevents:
+        # The variables are those after the unbind (no DRIVER), as kobject_uevent() asks
+        # dev_uevent() for them only now.
+        kobject_uevent(kernel, KOBJ_REMOVE, devpath, dev.subsystem_name(), dev.uevent_env())
     assert dev.kn is not None
     glue = dev.kn.parent
-    await kernel.kernfs.remove(dev.kn)
+    await root.remove(dev.kn)
     if (
         glue is not None
         and dev.cls is not None
@@ -300,9 +315,27 @@ async def device_del(dev: Device) -> None:
         and glue is not dev.parent.kn
         and not glue.children
     ):
-        await kernel.kernfs.remove(glue)
+        await root.remove(glue)
     if dev.parent is not None:
         put_device(dev.parent)
+
+
+async def _remove_files(dev: Device, names: Iterable[str]) -> None:
+    """sysfs_remove_file() of each name the device's directory has."""
+    assert dev.kn is not None
+    for name in names:
+        kn = dev.kn.lookup(name)
+        if kn is not None:
+            await dev.kernel.kernfs.remove(kn)
+
+
+async def device_remove_attrs(dev: Device) -> None:
+    """The device's own attributes (the hardware's) and its class's dev_groups."""
+    await _remove_files(dev, dev.hw.attrs)
+    if dev.cls is not None:
+        cls = dev.cls
+        await _remove_files(dev, (a.name for a in cls.dev_attrs))
+        await _remove_files(dev, (a.name for a in cls.dev_bin_attrs))
 
 
 async def device_unregister(dev: Device) -> None:

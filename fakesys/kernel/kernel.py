@@ -2,7 +2,7 @@
 
 :meth:`Kernel.boot` does what driver_init() and the early initcalls do: the sysfs skeleton,
 the platform bus with its root device, the PCI bus with its host bridge, and the files outside
-sysfs that fakesys serves (``/dev/kmsg``, ``/proc/sys/kernel/tainted``).
+sysfs that fakesys serves (``/dev/kmsg``, ``/proc/sys/kernel/tainted``, ``/proc/modules``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import trio
 
 from ..kernfs import Attribute, KernfsNode, KernfsRoot
 from .bus import BusType
-from .char_dev import Cdev
+from .char_dev import Cdev, DevtmpfsMirror
 from .class_ import Class
 from .control import create_control_files
 from .core import Device, device_add
@@ -27,11 +27,12 @@ from .hotplug import HotplugBus
 from .kasan import Kasan
 from .ksysfs import ksysfs_init
 from .lockdep import Lockdep
-from .module import Module
+from .module import MODULE_LOAD_OFFSET, MODULES_VADDR, Module
+from .module_procfs import ProcModules
 from .panic import Taint
-from .pci import PciBus
+from .pci import PciBus, pci_register_host_bridge
 from .platform import PlatformBus
-from .printk import KERN_INFO, KERN_WARNING, DevKmsg, PrintkBuffer
+from .printk import KERN_NOTICE, KERN_WARNING, DevKmsg, PrintkBuffer
 from .sched import current
 from .slab import Slab
 from .workqueue import Clock, DelayedWork
@@ -39,7 +40,16 @@ from .workqueue import Clock, DelayedWork
 log = logging.getLogger(__name__)
 
 UTS_RELEASE = "6.18.0-fakesys"
-UTS_VERSION = "#1 SMP PREEMPT_DYNAMIC"
+# scripts/mkcompile_h: the build number, the options, the build time.
+UTS_VERSION = "#1 SMP PREEMPT_DYNAMIC Sun Nov 30 12:00:00 UTC 2025"
+LINUX_COMPILE_BY = "fakesys"
+LINUX_COMPILE_HOST = "fakesys"
+LINUX_COMPILER = "gcc (GCC) 14.2.0, GNU ld (GNU Binutils) 2.44"
+# init/version-timestamp.c
+LINUX_BANNER = (
+    f"Linux version {UTS_RELEASE} ({LINUX_COMPILE_BY}@{LINUX_COMPILE_HOST}) "
+    f"({LINUX_COMPILER}) {UTS_VERSION}"
+)
 # preempt_model_str() (kernel/sched/core.c) of a PREEMPT_DYNAMIC kernel booted in the
 # distributions' default mode, printed on dump_stack()'s CPU line since v6.15.
 PREEMPT_MODEL = "PREEMPT(voluntary)"
@@ -61,11 +71,19 @@ class Kernel:
         self.uevent_seqnum = 0
         self.uevent_helper = ""
         self.uevent_listeners: list[Callable[[list[tuple[str, str]]], None]] = []
+        #: Sends an event (action, DEVPATH, variables without SEQNUM) on netlink; returns the
+        #: SEQNUM the receiving kernel gave it, or None (kobject_uevent_net_broadcast()).
+        self.uevent_net_broadcast: (
+            Callable[[str, str, list[tuple[str, str]]], int | None] | None
+        ) = None
         self.buses: dict[str, BusType] = {}
         self.classes: dict[str, Class] = {}
         self.modules: dict[str, Module] = {}
+        #: The next free address of the module area (execmem_alloc()).
+        self.module_area_next = MODULES_VADDR + MODULE_LOAD_OFFSET
         self.chrdevs: dict[int, str] = {}
         self.cdev_map: dict[tuple[int, int], Cdev] = {}
+        self.devtmpfs_mirrors: list[DevtmpfsMirror] = []
         self.hold = HoldPoints(self.clock)
         self.deferred_probe = DeferredProbe(self)
         self.delayed_works: weakref.WeakSet[DelayedWork] = weakref.WeakSet()
@@ -145,12 +163,18 @@ class Kernel:
         return lines
 
     async def boot(self) -> None:
+        # start_kernel(): the banner is the first message, pr_notice("%s", linux_banner).
+        self.log.emit(KERN_NOTICE, LINUX_BANNER)
         root = self.kernfs
         kmsg = root.create_file(self.dev_kn, "kmsg", 0o644, DevKmsg(self.log))
         self.log.on_record.append(kmsg.notify)
         root.create_file(self.proc_sys_kernel_kn, "tainted", 0o644, self.taint.proc_attribute())
         osrelease = Attribute(lambda: f"{UTS_RELEASE}\n", sysfs=False)
         root.create_file(self.proc_sys_kernel_kn, "osrelease", 0o444, osrelease)
+        # proc_version_show(): the banner's format with the running kernel's uname fields
+        version = Attribute(lambda: f"{LINUX_BANNER}\n", sysfs=False)
+        root.create_file(root.mkdir_p("proc"), "version", 0o444, version)
+        root.create_file(root.mkdir_p("proc"), "modules", 0o444, ProcModules(self))
         ksysfs_init(self)
         deferred = Attribute(self.deferred_probe.show, sysfs=False)
         root.create_file(root.mkdir_p("sys/kernel/debug"), "devices_deferred", 0o444, deferred)
@@ -160,8 +184,7 @@ class Kernel:
         PciBus(self).register()
         HotplugBus(self).register()
         await device_add(self.platform_bus_device)
-        await device_add(self.pci_host_bridge)
-        self.log.emit(KERN_INFO, f"Linux version {UTS_RELEASE} (fakesys) {UTS_VERSION}")
+        await pci_register_host_bridge(self)
 
     def add_sys_dev_entry(self, dev: Device) -> None:
         """``/sys/dev/char/<major>:<minor>`` (device_create_sys_dev_entry())."""

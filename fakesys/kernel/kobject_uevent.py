@@ -1,7 +1,9 @@
 """Uevents (lib/kobject_uevent.c): the variables of each event and its sequence number.
 
 Every event gets ``ACTION``, ``DEVPATH`` and ``SUBSYSTEM``, then the object's own variables,
-then ``SEQNUM``. Listeners (the uevent stream, a uevent helper) receive the finished list.
+then ``SEQNUM``. ``Kernel.uevent_net_broadcast``, when set, sends the event on netlink first
+and may give the sequence number (the kernel that rebroadcasts it numbers it); listeners (the
+uevent stream, a uevent helper) then receive the finished list.
 Writing an action to a ``uevent`` file synthesizes an event with ``SYNTH_UUID``.
 """
 
@@ -55,7 +57,10 @@ def kobject_uevent(
     variables = [("ACTION", action), ("DEVPATH", devpath), ("SUBSYSTEM", subsystem)]
     variables += extra or []
     variables += [kv for kv in env if not (action == KOBJ_UNBIND and kv[0] == "MODALIAS")]
-    kernel.uevent_seqnum += 1
+    seqnum = None
+    if kernel.uevent_net_broadcast is not None:
+        seqnum = kernel.uevent_net_broadcast(action, devpath, variables)
+    kernel.uevent_seqnum = seqnum if seqnum is not None else kernel.uevent_seqnum + 1
     variables.append(("SEQNUM", str(kernel.uevent_seqnum)))
     for listener in kernel.uevent_listeners:
         listener(variables)

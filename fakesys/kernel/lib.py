@@ -77,3 +77,15 @@ def simple_strtol(text: str, base: int = 10) -> int:
     """simple_strtol(): parse a leading number, stop at the first non-digit, 0 if none."""
     match = re.match(r"[-+]?[0-9]+" if base == 10 else r"[-+]?[0-9a-fA-F]+", text)
     return int(match.group(0), base) if match else 0
+
+
+def kstrtoint(text: str, base: int = 0) -> int:
+    """kstrtoint(): as kstrtoull() with an optional ``-``; outside an int is ERANGE."""
+    negative = text.startswith("-")
+    if negative and text[1:2] == "+":  # kstrtoll() hands what follows "-" to _kstrtoull()
+        raise ErrnoError(errno.EINVAL)
+    magnitude = kstrtoull(text[1:] if negative else text, base)
+    value = -magnitude if negative else magnitude
+    if not -(2**31) <= value < 2**31:
+        raise ErrnoError(errno.ERANGE)
+    return value

@@ -127,6 +127,7 @@ async def serve(
                 fuse.cancel_scope.cancel()
         finally:
             operations.drop_poll_handles()
+            invalidator.close(SHUTDOWN_GRACE)
             pyfuse3.close(unmount=True)
         engine.cancel_scope.cancel()
 

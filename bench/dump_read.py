@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-CPU = "0"
+from _daemons import CPU, fakesys, floorfs, start, stop
+
 SCENARIO = """
 [[module]]
 name = "bigdump"
@@ -39,27 +37,6 @@ bus = "platform"
 name = "bigdump"
 id = 0
 """
-
-
-def start(args: list[str]) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(["taskset", "-c", CPU, *args], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "mounted" not in line:
-        proc.kill()
-        raise SystemExit(f"{args[1]} did not mount: {line!r}")
-    return proc
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 def timed_dd(path: Path, size: int) -> float:
@@ -93,18 +70,8 @@ def main() -> None:
         scenario.write_text(SCENARIO.format(size=size))
         fake_mnt, floor_mnt = Path(tmp, "fakesys"), Path(tmp, "floor")
         floor_mnt.mkdir()
-        fake = start(
-            [sys.executable, "-m", "fakesys", "mount", "--scenario", str(scenario), str(fake_mnt)]
-        )
-        floor = start(
-            [
-                sys.executable,
-                str(ROOT / "bench" / "floorfs.py"),
-                str(floor_mnt),
-                "--data-mib",
-                str(args.size_mib),
-            ]
-        )
+        fake = start(fakesys(fake_mnt, scenario))
+        floor = start(floorfs(floor_mnt, "--data-mib", str(args.size_mib)))
         try:
             (fake_mnt / "sys/devices/platform/bigdump.0/coredump").write_text("1\n")
             dump = fake_mnt / "sys/class/devcoredump/devcd1/data"

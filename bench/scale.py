@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-CPU = "0"
+from _daemons import CPU, fakesys, floorfs, start, stop
+
 PCI = "sys/bus/pci/devices/0000:00:02.0"
 FOO = "sys/bus/platform/drivers/foo"
 HEAD = """
@@ -96,18 +94,8 @@ class Daemon:
     def __init__(self, scenario_path: Path, mountpoint: Path) -> None:
         self.mountpoint = mountpoint
         started = time.perf_counter()
-        self.process = subprocess.Popen(
-            ["taskset", "-c", CPU, sys.executable, "-m", "fakesys", "mount",
-             "--scenario", str(scenario_path), str(mountpoint)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
+        self.process = start(fakesys(mountpoint, scenario_path))
         self.ready_seconds = time.perf_counter() - started
-        if "mounted" not in line:
-            self.process.kill()
-            raise SystemExit(f"fakesys did not mount {scenario_path}: {line!r}")
 
     def rss_mib(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -118,16 +106,8 @@ class Daemon:
     def stop(self) -> float:
         """SIGTERM; seconds until the process exited."""
         started = time.perf_counter()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        seconds = time.perf_counter() - started
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        return seconds
+        stop(self.process)
+        return time.perf_counter() - started
 
 
 def count_dirs(root: Path) -> int:
@@ -140,17 +120,7 @@ def count_dirs(root: Path) -> int:
 def floor_tree(mountpoint: Path, dirs: int, nodes: int) -> subprocess.Popen[str]:
     files_per_dir = max(0, round((nodes - dirs) / max(dirs, 1)))
     mountpoint.mkdir()
-    floor = subprocess.Popen(
-        ["taskset", "-c", CPU, sys.executable, str(ROOT / "bench" / "floorfs.py"),
-         str(mountpoint), "--tree-dirs", str(dirs), "--tree-files", str(files_per_dir)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    assert floor.stdout is not None
-    if "mounted" not in floor.stdout.readline():
-        floor.kill()
-        raise SystemExit("floorfs did not mount")
-    return floor
+    return start(floorfs(mountpoint, "--tree-dirs", str(dirs), "--tree-files", str(files_per_dir)))
 
 
 def warm_find_us_per_node(root: Path) -> tuple[float, int]:
@@ -249,10 +219,7 @@ def main() -> None:
             try:
                 find_floor, nodes_floor = warm_find_us_per_node(Path(tmp, "floor", "tree"))
             finally:
-                floor.send_signal(signal.SIGTERM)
-                floor.wait(timeout=30)
-                assert floor.stdout is not None
-                floor.stdout.close()
+                stop(floor)
             rss = big.rss_mib()
             attr = "sys/devices/platform/foo.2/modalias"
             samples: dict[str, list[float]] = {"big": [], "small": []}

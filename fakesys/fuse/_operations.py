@@ -6,6 +6,10 @@ Rules kept here (each one avoids a way to wedge or kill the mount):
   logged and answered with EIO. pyfuse3 lets any other exception end the session.
 * Files are served with direct_io and no page cache, so every read reaches the tree and the
   size reported by stat (4096 for a text attribute, 0 for a dump) does not cut reads short.
+  Not even an attribute that never changes can be kept in the page cache: there a read
+  stops at the cached size, and a read shorter than the page (any text shorter than 4096
+  bytes) makes the kernel shrink that size to the text's length, which `ls -l` and
+  `stat -c %s` then show, and sysfs says 4096.
 * Entries and attributes are cached by the kernel for an hour, and every change that stat or a
   path walk could see is announced at once by the :class:`~._invalidator.Invalidator`; a
   write(2) returns only after the notices submitted until then reached the kernel.

@@ -1,10 +1,21 @@
 """Scenarios: a machine described as data (TOML), and the boot that builds it.
 
-A scenario lists ``[[module]]``, ``[[driver]]`` and ``[[device]]`` entries. It is checked whole
-before anything is built: an error names the file, the entry and the field and says what was
-expected, and no mount happens. Drivers register before devices are added, so devices are
-probed as they appear, as at boot; a device with ``bind = false`` is added with the bus's
-``drivers_autoprobe`` off and so stays unbound until someone writes its name to ``bind``.
+A scenario lists ``[[module]]``, ``[[driver]]`` and ``[[device]]`` entries, and an optional
+``[kernel]`` table. It is checked whole before anything is built: an error names the file, the
+entry and the field and says what was expected, and no mount happens. Drivers register before
+devices are added, so devices are probed as they appear, as at boot; a device with
+``bind = false`` is added with the bus's ``drivers_autoprobe`` off and so stays unbound until
+someone writes its name to ``bind``.
+
+A driver is code: ``impl`` names a shipped driver (``impl = "cdev_devm"``, a file of
+:mod:`fakesys.drivers`), a driver file relative to the scenario (``impl = "mydriver.py"``,
+or ``"mydriver.py:my_driver"`` when the file defines several), or a Python module path
+(``impl = "mypkg.mydriver"``). The entry's other fields override what the file says: its
+``name``, its ``bus`` and its ids, and ``probe_errno`` makes its probe fail (error
+injection). The drivers of one ``[[module]]`` make up that module; its ``params`` are the
+module parameters its files read. The older fields keep working: ``policy`` names a shipped
+character-device driver, ``dump`` a shipped dumping driver and the devcoredump core it runs
+on, and an entry with neither is the plain ``foo`` driver under its own name.
 
 Example::
 
@@ -15,6 +26,7 @@ Example::
     name = "foo"
     bus = "platform"
     module = "foo"
+    impl = "foo"
 
     [[device]]
     bus = "platform"
@@ -27,38 +39,51 @@ from __future__ import annotations
 import errno
 import functools
 import importlib.resources
+import importlib.util
 import os
 import tomllib
-from collections.abc import Callable
+import types
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import trio
 
-from .kernel import Device, Driver, Kernel, Module
-from .kernel.class_ import Class
+from .kernel import Device, Driver, Kernel
 from .kernel.control import add_hardware_controls
 from .kernel.core import device_add
 from .kernel.dd import device_driver_attach
-from .kernel.devcoredump import DEVCD_TIMEOUT
-from .kernel.driver import driver_register
+from .kernel.deferred_probe import EPROBE_DEFER
+from .kernel.devcoredump import CORE_FIXED, CORE_PRE_FIX, CORE_SEED
 from .kernel.hotplug import HotplugDevice
-from .kernel.module import load_module
+from .kernel.module import load_builtin, load_module
 from .kernel.pci import PCI_ANY_ID, PciBar, PciDevice, PciDeviceId, PciSlot, pci_bus
 from .kernel.platform import PlatformDevice
-from .kernel.simchar import BEHAVIOURS
-from .kernel.simdrv import (
-    SimBehaviour,
-    SimHotplugDriver,
-    SimPciDriver,
-    SimPlatformDriver,
-    errno_by_name,
-)
-from .kernel.simdump import DUMP_ERAS, DUMP_FORMATS, DumpSpec, DumpSupport
 from .kernfs import ErrnoError
 
 BUSES = ("platform", "pci", "hotplug")
+DEVCD_CORES = (CORE_PRE_FIX, CORE_FIXED, CORE_SEED)
+SHIPPED_DRIVERS = Path(__file__).parent / "drivers"
+# The older fields: a character-device policy names a shipped driver ...
+POLICIES = {
+    "devm": "cdev_devm",
+    "refcounted": "cdev_refcounted",
+    "revoke": "cdev_revoke",
+    "unplug": "cdev_unplug",
+    "irq-devm": "cdev_irq_devm",
+    "irq-fixed": "cdev_irq_fixed",
+    "modref-racy": "cdev_modref_racy",
+    "modref-locked": "cdev_modref_locked",
+}
+# ... and a dump era a shipped dumping driver and the devcoredump core it runs on.
+DUMP_ERAS = {
+    "legacy": ("dump_legacy", CORE_PRE_FIX),
+    "put": ("dump_put", CORE_PRE_FIX),
+    "fixed": ("dump_put", CORE_FIXED),
+    "seed": ("dump_standalone", CORE_SEED),
+}
+DUMP_FORMATS = ("binary", "text")
 T = TypeVar("T")
 
 
@@ -68,17 +93,26 @@ class ScenarioError(Exception):
 
 @dataclass
 class DriverSpec:
-    name: str
-    bus: str
+    """A ``[[driver]]``: the code, and what the scenario overrides of it."""
+
+    where: str  # "driver[3]", for errors
+    path: Path
+    var: str | None  # the driver object's name in the file, if the file has several
     module: str | None
-    id_table: list[str] = field(default_factory=list)
-    pci_ids: list[PciDeviceId] = field(default_factory=list)
+    name: str | None = None
+    bus: str | None = None
+    id_table: list[str] | None = None
+    pci_ids: list[PciDeviceId] | None = None
     probe_errno: int | None = None
-    policy: str | None = None
-    dump: DumpSpec | None = None
-    cls: str = "lifetime"
-    node: str | None = None
-    mode: int = 0o600
+    params: dict[str, object] = field(default_factory=dict)
+    devcoredump: str | None = None
+
+
+@dataclass
+class ModuleSpec:
+    name: str
+    params: dict[str, object] = field(default_factory=dict)
+    devcoredump: str | None = None
 
 
 @dataclass
@@ -104,20 +138,27 @@ class DeviceSpec:
 @dataclass
 class Scenario:
     source: str
-    modules: list[str] = field(default_factory=list)
+    modules: list[ModuleSpec] = field(default_factory=list)
     drivers: list[DriverSpec] = field(default_factory=list)
     devices: list[DeviceSpec] = field(default_factory=list)
+    devcoredump: str = CORE_FIXED
+
+    @property
+    def module_names(self) -> list[str]:
+        return [m.name for m in self.modules]
 
     async def boot(self, kernel: Kernel) -> None:
-        """Build the machine in ``kernel``, which must be freshly booted: classes, then each
-        module with its drivers (as insmod would), built-in drivers, then the devices."""
-        for cls in dict.fromkeys(d.cls for d in self.drivers if d.policy is not None):
-            Class(kernel, cls).register()
-        for name in self.modules:
-            await self.load_module(kernel, name)
-        for spec in self.drivers:
-            if spec.module is None:
-                await driver_register(self._driver(kernel, spec, None))
+        """Build the machine in ``kernel``, which must be freshly booted: each module with its
+        drivers (as insmod would), then the built-in drivers, then the devices."""
+        kernel.devcoredump.core = self.devcoredump
+        for module in self.modules:
+            await self._load(kernel, module.name)
+        builtin = [spec for spec in self.drivers if spec.module is None]
+        if builtin:
+            await self._boot_step(
+                "built-in drivers",
+                load_builtin(kernel, [s.path for s in builtin], self._configure(kernel, builtin)),
+            )
         for i, dev_spec in enumerate(self.devices):
             try:
                 await self._add_device(kernel, dev_spec)
@@ -126,37 +167,70 @@ class Scenario:
                     f"{self.source}: device[{i}]: {dev_spec.dev_name} cannot be added: "
                     f"{os.strerror(e.errno)} (an attribute name the device already has?)"
                 ) from None
+            except KeyError as e:
+                raise ScenarioError(
+                    f"{self.source}: device[{i}].driver: no driver {e} on bus '{dev_spec.bus}'"
+                ) from None
         kernel.module_loader = lambda name: self.load_module(kernel, name)
 
+    async def _boot_step(self, what: str, step: Awaitable[object]) -> None:
+        """Run one step of the boot; what goes wrong in a driver file is the scenario's."""
+        try:
+            await step
+        except ScenarioError:
+            raise
+        except ErrnoError as e:
+            raise ScenarioError(
+                f"{self.source}: {what}: init failed: {os.strerror(e.errno)}"
+            ) from None
+        except Exception as e:  # a driver file that does not load
+            raise ScenarioError(f"{self.source}: {what}: {_describe(e)}") from None
+
+    async def _load(self, kernel: Kernel, name: str) -> None:
+        await self._boot_step(f"module {name}", self.load_module(kernel, name))
+
     async def load_module(self, kernel: Kernel, name: str) -> None:
-        """init_module(): the module and the drivers it registers."""
-        if name not in self.modules:
+        """init_module(): the module, built from the files of its drivers."""
+        module = next((m for m in self.modules if m.name == name), None)
+        if module is None:
             raise ErrnoError(errno.ENOENT)
+        specs = [spec for spec in self.drivers if spec.module == name]
+        params = dict(module.params)
+        for spec in specs:
+            params.update(spec.params)
+        loaded = await load_module(
+            kernel,
+            name,
+            paths=[spec.path for spec in specs],
+            params=params,
+            configure=self._configure(kernel, specs),
+        )
+        loaded.devcoredump_core = module.devcoredump or next(
+            (spec.devcoredump for spec in specs if spec.devcoredump), None
+        )
 
-        async def init(module: Module) -> None:
-            for spec in self.drivers:
-                if spec.module == name:
-                    await driver_register(self._driver(kernel, spec, module))
+    def _configure(
+        self, kernel: Kernel, specs: list[DriverSpec]
+    ) -> Callable[[list[types.ModuleType]], None]:
+        """What the scenario overrides in each file's driver, before the module's init."""
 
-        await load_module(kernel, name, init)
+        def configure(codes: list[types.ModuleType]) -> None:
+            for spec, code in zip(specs, codes, strict=True):
+                drv = _driver_of(spec, code)
+                if spec.name is not None:
+                    drv.name = spec.name
+                if spec.bus is not None:
+                    drv.bus = kernel.buses[spec.bus]
+                if spec.id_table is not None:
+                    drv.id_table = tuple(spec.id_table)
+                if spec.pci_ids is not None:
+                    drv.id_table = tuple(spec.pci_ids)
+                if spec.probe_errno is not None:
+                    if drv.probe_fn is None:
+                        raise ScenarioError(f"{spec.where}.probe_errno: the driver has no probe")
+                    kernel.fail_function[drv.probe_fn] = spec.probe_errno
 
-    @staticmethod
-    def _driver(kernel: Kernel, spec: DriverSpec, module: Module | None) -> Driver:
-        behaviour: SimBehaviour
-        if spec.policy is None:
-            behaviour = SimBehaviour(module)
-        else:
-            behaviour = BEHAVIOURS[spec.policy](
-                spec.name, module, kernel.classes[spec.cls], spec.node or spec.name, spec.mode
-            )
-        dump = DumpSupport(spec.dump, module) if spec.dump is not None else None
-        if spec.bus == "platform":
-            return SimPlatformDriver(
-                kernel, spec.name, behaviour, spec.id_table, spec.probe_errno, dump
-            )
-        if spec.bus == "hotplug":
-            return SimHotplugDriver(kernel, spec.name, behaviour, spec.probe_errno, dump)
-        return SimPciDriver(kernel, spec.name, behaviour, spec.pci_ids, spec.probe_errno, dump)
+        return configure
 
     @staticmethod
     async def _add_device(kernel: Kernel, spec: DeviceSpec) -> None:
@@ -164,6 +238,7 @@ class Scenario:
         driver only (added with autoprobe off, then attached), ``bind = false`` leaves it
         unbound."""
         bus = kernel.buses[spec.bus]
+        driver = bus.drivers[spec.driver] if spec.driver is not None else None
         autoprobe = bus.drivers_autoprobe
         bus.drivers_autoprobe = spec.bind and spec.driver is None
         try:
@@ -184,8 +259,44 @@ class Scenario:
             await device_add(dev)
         finally:
             bus.drivers_autoprobe = autoprobe
-        if spec.driver is not None:
-            await device_driver_attach(bus.drivers[spec.driver], dev)
+        if driver is not None:
+            await device_driver_attach(driver, dev)
+
+
+def _describe(e: Exception) -> str:
+    """One line for an exception raised by loading a driver file."""
+    if isinstance(e, SyntaxError):
+        return f"{e.filename}:{e.lineno}: does not load: {e.msg}"
+    tb = e.__traceback__
+    place = ""
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename not in (__file__,) and "/fakesys/kernel/" not in (
+            tb.tb_frame.f_code.co_filename
+        ):
+            place = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}: "
+        tb = tb.tb_next
+    return f"{place}does not load: {type(e).__name__}: {e}"
+
+
+def _driver_of(spec: DriverSpec, code: types.ModuleType) -> Driver:
+    """The driver a [[driver]] entry means in its file: the named one, or the only one."""
+    where = f"{spec.where}.impl: {spec.path}"
+    if spec.var is not None:
+        drv = getattr(code, spec.var, None)
+        if not isinstance(drv, Driver):
+            raise ScenarioError(f"{where}: '{spec.var}' is not a driver defined in the file")
+        return drv
+    drivers = [(n, v) for n, v in vars(code).items() if isinstance(v, Driver)]
+    if not drivers:
+        raise ScenarioError(
+            f"{where}: defines no driver (a PlatformDriver, PciDriver or HotplugDriver at "
+            "the top level of the file)"
+        )
+    if len(drivers) > 1:
+        names = ", ".join(n for n, _ in drivers)
+        raise ScenarioError(f"{where}: defines several drivers ({names}): name one, as "
+                            f"'{spec.path.name}:{drivers[0][0]}'")  # fmt: skip
+    return drivers[0][1]
 
 
 # -- parsing and checking --
@@ -249,67 +360,93 @@ def _u(bits: int) -> Callable[[_Entry, str, int | None], int]:
 _u8, _u16, _u24, _u64 = _u(8), _u(16), _u(24), _u(64)
 
 
-def _parse_policy(entry: _Entry, spec: DriverSpec) -> None:
-    spec.policy = entry.optional("policy", str, "a policy name")
-    if spec.policy is not None and spec.policy not in BEHAVIOURS:
-        entry.fail("policy", " or ".join(repr(p) for p in BEHAVIOURS))
-    if spec.policy is not None:
-        spec.cls = entry.get("class", str, "a class name", "lifetime")
-        spec.node = entry.optional("node", str, "a device node name prefix")
-        spec.mode = entry.get("mode", int, "a mode such as 0o600", 0o600)
-        if not 0 <= spec.mode <= 0o777:
-            entry.fail("mode", "a mode such as 0o600")
+def errno_by_name(name: str) -> int:
+    """``"ENOMEM"`` → 12, and the kernel's own ``"EPROBE_DEFER"``; ValueError if unknown."""
+    if name == "EPROBE_DEFER":
+        return EPROBE_DEFER
+    value = getattr(errno, name, None)
+    if not name.startswith("E") or not isinstance(value, int):
+        raise ValueError(f"unknown errno name {name!r}")
+    return value
+
+
+def resolve_impl(entry: _Entry, impl: str, base: Path | None) -> tuple[Path, str | None]:
+    """The driver file ``impl`` names, and the driver's name in it if given (``:name``)."""
+    target, _, var = impl.partition(":")
+    if target.endswith(".py") or "/" in target:
+        path = Path(target)
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        if not path.is_file():
+            entry.fail("impl", f"a driver file (no file {path})")
+    elif (SHIPPED_DRIVERS / f"{target}.py").is_file() and not target.startswith("_"):
+        path = SHIPPED_DRIVERS / f"{target}.py"
     else:
-        for key in ("class", "node", "mode"):
-            if key in entry.table:
-                entry.fail(key, "nothing: it needs a 'policy' (a character-device driver)")
+        try:
+            found = importlib.util.find_spec(target)
+        except (ImportError, ValueError):
+            found = None
+        if found is None or found.origin is None or not found.origin.endswith(".py"):
+            shipped = ", ".join(sorted(p.stem for p in SHIPPED_DRIVERS.glob("[a-z]*.py")))
+            entry.fail("impl", f"a shipped driver ({shipped}), a .py file or a module path")
+        path = Path(found.origin)
+    return path, var or None
 
 
-def _parse_dump(entry: _Entry, spec: DriverSpec) -> None:
+def _parse_legacy(entry: _Entry, spec: DriverSpec, name: str) -> str:
+    """The older ``policy``/``dump`` fields: the shipped driver they stand for, with the
+    module parameters and devcoredump core they imply."""
+    policy = entry.optional("policy", str, "a policy name")
     era = entry.optional("dump", str, "a dump era")
-    if era is not None:
-        if era not in DUMP_ERAS:
-            entry.fail("dump", " or ".join(repr(e) for e in DUMP_ERAS))
-        size = entry.get("dump_size", int, "a size in bytes from 0 to 2**40", 1 << 20)
-        if not 0 <= size <= 1 << 40:
-            entry.fail("dump_size", "a size in bytes from 0 to 2**40")
-        fmt = entry.get("dump_format", str, "'binary' or 'text'", "binary")
-        if fmt not in DUMP_FORMATS:
-            entry.fail("dump_format", "'binary' or 'text'")
-        timeout = entry.get("dump_timeout", int, "a timeout in seconds", int(DEVCD_TIMEOUT))
-        if timeout < 0:
-            entry.fail("dump_timeout", "a timeout in seconds")
-        spec.dump = DumpSpec(era, size, fmt, float(timeout))
-    else:
+    if policy is not None and era is not None:
+        entry.fail("dump", "no 'dump' with a 'policy': a driver with a node that dumps is "
+                   'code of its own (impl = "fakegpu", or a driver file of yours)')  # fmt: skip
+    if policy is not None:
+        if policy not in POLICIES:
+            entry.fail("policy", " or ".join(repr(p) for p in POLICIES))
+        spec.params["class"] = entry.get("class", str, "a class name", "lifetime")
+        spec.params["node"] = entry.get("node", str, "a device node name prefix", name)
+        mode = entry.get("mode", int, "a mode such as 0o600", 0o600)
+        if not 0 <= mode <= 0o777:
+            entry.fail("mode", "a mode such as 0o600")
+        spec.params["mode"] = mode
+        return POLICIES[policy]
+    for key in ("class", "node", "mode"):
+        if key in entry.table:
+            entry.fail(key, "nothing: it needs a 'policy' (a character-device driver)")
+    if era is None:
         for key in ("dump_size", "dump_format", "dump_timeout"):
             if key in entry.table:
                 entry.fail(key, "nothing: it needs a 'dump' era")
+        return "foo"
+    if era not in DUMP_ERAS:
+        entry.fail("dump", " or ".join(repr(e) for e in DUMP_ERAS))
+    impl, spec.devcoredump = DUMP_ERAS[era]
+    size = entry.get("dump_size", int, "a size in bytes from 0 to 2**40", 1 << 20)
+    if not 0 <= size <= 1 << 40:
+        entry.fail("dump_size", "a size in bytes from 0 to 2**40")
+    fmt = entry.get("dump_format", str, "'binary' or 'text'", "binary")
+    if fmt not in DUMP_FORMATS:
+        entry.fail("dump_format", "'binary' or 'text'")
+    spec.params.update(size=size, format=fmt)
+    if "dump_timeout" in entry.table:
+        timeout = entry.get("dump_timeout", int, "a timeout in seconds")
+        if timeout < 0:
+            entry.fail("dump_timeout", "a timeout in seconds")
+        spec.params["timeout"] = timeout
+    return impl
 
 
-def _parse_driver(entry: _Entry, modules: list[str]) -> DriverSpec:
-    name = entry.get("name", str, "a string")
-    bus = entry.get("bus", str, "a string")
-    if bus not in BUSES:
-        entry.fail("bus", " or ".join(repr(b) for b in BUSES))
-    module = entry.optional("module", str, "a string")
-    if module is not None and module not in modules:
-        entry.fail("module", f"the name of a [[module]] (no module '{module}')")
-    spec = DriverSpec(name, bus, module)
-    probe_errno = entry.optional("probe_errno", str, 'an errno name such as "ENOMEM"')
-    if probe_errno is not None:
-        try:
-            spec.probe_errno = errno_by_name(probe_errno)
-        except ValueError:
-            entry.fail("probe_errno", 'an errno name such as "ENOMEM"')
-    _parse_policy(entry, spec)
-    _parse_dump(entry, spec)
-    if bus == "platform":
-        id_table = entry.get("id_table", list, "an array of device names", [])
+def _parse_ids(entry: _Entry, spec: DriverSpec) -> None:
+    """The id table the scenario gives the driver, in its bus's form."""
+    if "id_table" in entry.table:
+        id_table = entry.get("id_table", list, "an array of device names")
         if not all(isinstance(x, str) for x in id_table):
             entry.fail("id_table", "an array of device names")
         spec.id_table = id_table
-    elif bus == "pci":
-        for i, item in enumerate(entry.get("ids", list, "an array of tables", [])):
+    if "ids" in entry.table:
+        spec.pci_ids = []
+        for i, item in enumerate(entry.get("ids", list, "an array of tables")):
             ids = _Entry(entry.source, f"{entry.where}.ids[{i}]", item)
             spec.pci_ids.append(
                 PciDeviceId(
@@ -323,11 +460,65 @@ def _parse_driver(entry: _Entry, modules: list[str]) -> DriverSpec:
             ids.done()
         if not spec.pci_ids:
             entry.fail("ids", "at least one PCI id ({vendor = 0x..., device = 0x...})")
+
+
+def _parse_driver(entry: _Entry, modules: list[str], base: Path | None) -> DriverSpec:
+    impl = entry.optional("impl", str, 'a driver: "cdev_devm", "mydriver.py" or a module path')
+    name = (
+        entry.get("name", str, "a string")
+        if impl is None
+        else entry.optional("name", str, "a string")
+    )
+    bus = (
+        entry.get("bus", str, "a string")
+        if impl is None
+        else entry.optional("bus", str, "a string")
+    )
+    if bus is not None and bus not in BUSES:
+        entry.fail("bus", " or ".join(repr(b) for b in BUSES))
+    module = entry.optional("module", str, "a string")
+    if module is not None and module not in modules:
+        entry.fail("module", f"the name of a [[module]] (no module '{module}')")
+    spec = DriverSpec(entry.where, Path(), None, module, name, bus)
+    if impl is None:
+        assert name is not None
+        impl = _parse_legacy(entry, spec, name)
+    else:
+        for key in ("policy", "dump", "class", "node", "mode", "dump_size", "dump_format",
+                    "dump_timeout"):  # fmt: skip
+            if key in entry.table:
+                entry.fail(key, "nothing with 'impl': give module parameters in [[module]] params")
+    spec.path, spec.var = resolve_impl(entry, impl, base)
+    probe_errno = entry.optional("probe_errno", str, 'an errno name such as "ENOMEM"')
+    if probe_errno is not None:
+        try:
+            spec.probe_errno = errno_by_name(probe_errno)
+        except ValueError:
+            entry.fail("probe_errno", 'an errno name such as "ENOMEM"')
+    _parse_ids(entry, spec)
     entry.done()
     return spec
 
 
-def _parse_device(entry: _Entry, drivers: set[tuple[str, str]]) -> DeviceSpec:
+def _parse_module(entry: _Entry) -> ModuleSpec:
+    module = ModuleSpec(entry.get("name", str, "a string"))
+    params = entry.get("params", dict, "a table of module parameters", {})
+    for key, value in params.items():
+        if not isinstance(value, str | int | bool):
+            entry.fail(f"params.{key}", "a string, an integer or a boolean")
+    module.params = dict(params)
+    module.devcoredump = entry.optional("devcoredump", str, "a devcoredump core")
+    if module.devcoredump is not None and module.devcoredump not in DEVCD_CORES:
+        entry.fail("devcoredump", " or ".join(repr(c) for c in DEVCD_CORES))
+    entry.done()
+    return module
+
+
+def _parse_device(
+    entry: _Entry, drivers: set[tuple[str, str]], checkable: set[str] | None
+) -> DeviceSpec:
+    """``checkable``: None when some driver's name or bus comes from its file, so that a
+    device's ``driver`` can only be checked at boot."""
     bus = entry.get("bus", str, "a string")
     if bus not in BUSES:
         entry.fail("bus", " or ".join(repr(b) for b in BUSES))
@@ -336,7 +527,7 @@ def _parse_device(entry: _Entry, drivers: set[tuple[str, str]]) -> DeviceSpec:
     spec.driver = entry.optional("driver", str, "a driver name")
     if spec.driver is not None and not spec.bind:
         entry.fail("driver", "no driver for a device with bind = false")
-    if spec.driver is not None and (bus, spec.driver) not in drivers:
+    if spec.driver is not None and checkable is not None and (bus, spec.driver) not in drivers:
         entry.fail("driver", f"the name of a [[driver]] on bus '{bus}' (no '{spec.driver}')")
     attrs = entry.get("attrs", dict, "a table of attribute names and text values", {})
     for name, value in attrs.items():
@@ -394,34 +585,44 @@ def _parse_bus_device(entry: _Entry, bus: str) -> DeviceSpec:
     return DeviceSpec(bus, slot_name, slot=slot)
 
 
-def parse(text: str, source: str) -> Scenario:
-    """Check a scenario's text; raises :class:`ScenarioError` on the first problem."""
+def parse(text: str, source: str, base: Path | None = None) -> Scenario:
+    """Check a scenario's text; raises :class:`ScenarioError` on the first problem.
+    ``base`` is the directory relative driver files are found in."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"{source}: not valid TOML: {e}") from None
-    unknown = sorted(set(data) - {"module", "driver", "device"})
+    unknown = sorted(set(data) - {"kernel", "module", "driver", "device"})
     if unknown:
         raise ScenarioError(
-            f"{source}: unknown table '{unknown[0]}' (expected [[module]], [[driver]], [[device]])"
+            f"{source}: unknown table '{unknown[0]}' (expected [kernel], [[module]], "
+            "[[driver]], [[device]])"
         )
     scenario = Scenario(source)
+    if "kernel" in data:
+        kernel = _Entry(source, "kernel", data["kernel"])
+        scenario.devcoredump = kernel.get("devcoredump", str, "a devcoredump core", CORE_FIXED)
+        if scenario.devcoredump not in DEVCD_CORES:
+            kernel.fail("devcoredump", " or ".join(repr(c) for c in DEVCD_CORES))
+        kernel.done()
     for entry in _entries(source, data, "module"):
-        name = entry.get("name", str, "a string")
-        if name in scenario.modules:
-            entry.fail("name", f"a unique module name ('{name}' is used twice)")
-        entry.done()
-        scenario.modules.append(name)
+        module = _parse_module(entry)
+        if module.name in scenario.module_names:
+            entry.fail("name", f"a unique module name ('{module.name}' is used twice)")
+        scenario.modules.append(module)
     seen_drivers: set[tuple[str, str]] = set()
     for entry in _entries(source, data, "driver"):
-        drv = _parse_driver(entry, scenario.modules)
-        if (drv.bus, drv.name) in seen_drivers:
-            entry.fail("name", f"a unique driver name on its bus ('{drv.name}' is used twice)")
-        seen_drivers.add((drv.bus, drv.name))
+        drv = _parse_driver(entry, scenario.module_names, base)
+        if drv.name is not None and drv.bus is not None:
+            if (drv.bus, drv.name) in seen_drivers:
+                entry.fail("name", f"a unique driver name on its bus ('{drv.name}' is used twice)")
+            seen_drivers.add((drv.bus, drv.name))
         scenario.drivers.append(drv)
+    named = {d.name for d in scenario.drivers if d.name is not None}
+    anonymous = any(d.name is None or d.bus is None for d in scenario.drivers)
     seen_devices: set[tuple[str, str]] = set()
     for entry in _entries(source, data, "device"):
-        dev = _parse_device(entry, seen_drivers)
+        dev = _parse_device(entry, seen_drivers, named if not anonymous else None)
         if (dev.bus, dev.dev_name) in seen_devices:
             where = "slot" if dev.bus == "pci" else "name"
             entry.fail(where, f"a unique device ('{dev.dev_name}' is used twice)")
@@ -440,7 +641,7 @@ def load(name_or_path: str | None) -> Scenario:
             text = path.read_text(encoding="utf-8")
         except OSError as e:
             raise ScenarioError(f"{name_or_path}: cannot read: {e.strerror}") from None
-        return parse(text, str(path))
+        return parse(text, str(path), path.parent)
     shipped = importlib.resources.files("fakesys.scenarios") / f"{name_or_path}.toml"
     if not shipped.is_file():
         raise ScenarioError(f"{name_or_path}: no such scenario file or shipped scenario")

@@ -15,12 +15,12 @@ from fakesys.kernel import Device, Kernel
 from fakesys.kernel.bus import bind_store, unbind_store
 from fakesys.kernel.core import device_add, device_unregister
 from fakesys.kernel.dd import device_release_driver
-from fakesys.kernel.devres import Devres, devm_add_action, devm_kzalloc
+from fakesys.kernel.devres import DEVRES_HEADER, Devres, devm_add_action, devm_kzalloc
 from fakesys.kernel.driver import driver_register
 from fakesys.kernel.panic import TAINT_BAD_PAGE
 from fakesys.kernel.pci import pci_bus, pci_rescan_bus, pci_stop_and_remove_bus_device
 from fakesys.kernel.platform import PlatformDevice, PlatformDriver
-from fakesys.kernel.slab import Object
+from fakesys.kernel.slab import Struct, field_offset, u64
 from fakesys.kernel.stacktrace import frame
 from fakesys.kernfs import Caller, ErrnoError, open_file
 
@@ -63,14 +63,14 @@ class RecordingDriver(PlatformDriver):
     """A driver that records the order of the steps around it."""
 
     def __init__(self, kernel: Kernel, log: list[str]) -> None:
-        super().__init__(kernel, "rec")
+        super().__init__("rec", kernel=kernel)
         self.log = log
 
     async def probe(self, dev: Device) -> None:
         assert dev.kn is not None
         self.log.append(f"probe: driver link {'present' if dev.kn.lookup('driver') else 'absent'}")
-        devm_add_action(dev, lambda: self.log.append("devres 1"), "first")
-        devm_add_action(dev, lambda: self.log.append("devres 2"), "second")
+        devm_add_action(dev, self.log.append, "devres 1")
+        devm_add_action(dev, self.log.append, "devres 2")
 
     async def remove(self, dev: Device) -> None:
         assert dev.kn is not None
@@ -109,46 +109,52 @@ async def test_resources_present_before_probing_is_ebusy() -> None:
     assert "platform foo.1: Resources present before probing" in kernel.log.text()
 
 
-async def test_use_after_free_of_devm_memory_is_reported_and_taints() -> None:
+async def test_use_after_free_of_devm_memory_is_reported_at_the_field_and_taints() -> None:
     kernel = await booted()
     dev = platform_device(kernel, "foo.0")
     priv = dev.driver_data
-    assert isinstance(priv, Object)
+    assert isinstance(priv, Struct) and not priv.freed
+    memory = priv._memory
+    assert memory is not None
     assert kernel.taint.mask == 0
     await device_release_driver(dev)
     assert priv.freed
     with frame("foo_release", module="foo"):
-        ok = priv.access(16, 8, write=False)
-    assert not ok
+        assert priv.status == 0  # the freed memory reads as it was left, after the report
     assert kernel.taint.test(TAINT_BAD_PAGE)
     lines = kernel.log.text().splitlines()
     start = lines.index("=" * 66)
     report = lines[start:]
     assert report[1].startswith("BUG: KASAN: slab-use-after-free in foo_release+0x")
     assert report[1].endswith(" [foo]")
-    assert report[2].startswith(f"Read of size 8 at addr {priv.addr + 16:016x} by task ")
+    # status is the second u32 of struct foo_priv, which sits behind the 40-byte devres header
+    offset = DEVRES_HEADER + field_offset(type(priv), "status")
+    assert offset == 44
+    assert report[2].startswith(f"Read of size 4 at addr {memory.addr + offset:016x} by task ")
     assert any(line.startswith("CPU: 0 UID: 0 PID: ") and "Not tainted" in line for line in report)
     assert "Allocated by task 1:" in report
+    allocated = report.index("Allocated by task 1:")
+    assert any("devm_kmalloc+" in line for line in report[allocated : allocated + 8])
+    assert any("foo_probe+" in line and "[foo]" in line for line in report[allocated:])
     freed = report.index("Freed by task 1:")
-    assert any("devres_release_all" in line for line in report[freed:])
-    assert f"The buggy address belongs to the object at {priv.addr:016x}" in report
-    assert " which belongs to the cache kmalloc-256 of size 256" in report
-    assert "The buggy address is located 16 bytes inside of" in report
-    memory = report.index("Memory state around the buggy address:")
-    row = priv.addr  # the object starts a 128-byte row: offset 16 is its third granule
-    assert report[memory + 3] == f">{row:016x}: fa" + " fb" * 15
-    assert report[memory + 4] == " " * (19 + 3 * 2) + "^"
-    assert report[memory + 1] == f" {row - 256:016x}: " + " ".join(["fc"] * 16)
+    assert any("release_nodes" in line for line in report[freed:])
+    assert f"The buggy address belongs to the object at {memory.addr:016x}" in report
+    assert " which belongs to the cache kmalloc-64 of size 64" in report
+    assert "The buggy address is located 44 bytes inside of" in report
+    memory_state = report.index("Memory state around the buggy address:")
+    row = memory.addr  # the object starts a 128-byte row: offset 44 is its sixth granule
+    assert report[memory_state + 3] == f">{row:016x}: fa" + " fb" * 7 + " fc" * 8
+    assert report[memory_state + 4] == " " * (19 + 3 * 5) + "^"
     assert lines[-1] == "Disabling lock debugging due to kernel taint"
     # One report per boot unless multi-shot
     before = len(kernel.log.records())
     with frame("foo_write"):
-        priv.access(0, 8, write=True)
+        priv.ctrl = 2
     assert len(kernel.log.records()) == before
     kernel.kasan.multi_shot = True
     with frame("foo_write"):
-        priv.access(0, 8, write=True)
-    assert "Write of size 8" in kernel.log.text()
+        priv.ctrl = 3
+    assert "Write of size 4" in kernel.log.text()
 
 
 async def test_devm_memory_is_freed_after_remove() -> None:
@@ -156,15 +162,19 @@ async def test_devm_memory_is_freed_after_remove() -> None:
     dev = platform_device(kernel, "foo.1")
     foo = kernel.buses["platform"].drivers["foo"]
     await bind_store(foo, b"foo.1")
-    obj = dev.driver_data
-    assert isinstance(obj, Object)
-    assert not obj.freed
-    other = devm_kzalloc(dev, 100, "extra")
-    assert other.cache == "kmalloc-128"
+    priv = dev.driver_data
+    assert isinstance(priv, Struct)
+    assert not priv.freed
+
+    class Extra(Struct):
+        words: list[int]
+        more: u64
+
+    other = devm_kzalloc(dev, Extra)
+    assert other._memory is not None and other._memory.cache == "kmalloc-64"
     await unbind_store(foo, b"foo.1")
-    assert obj.freed
+    assert priv.freed
     assert other.freed
-    assert obj.free_track is not None
 
 
 async def test_taint_strings() -> None:

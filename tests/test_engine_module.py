@@ -62,7 +62,7 @@ async def test_load_announces_the_module_after_its_init_and_its_drivers() -> Non
         seen["refcnt"] = (await read(kernel, "sys/module/m/refcnt")).decode()
         seen["initsize"] = int(await read(kernel, "sys/module/m/initsize"))
         seen["drivers before"] = kernel.lookup("sys/module/m/drivers") is not None
-        await driver_register(PlatformDriver(kernel, "mdrv", mod))
+        await driver_register(PlatformDriver("mdrv", kernel=kernel, owner=mod))
         seen["drivers after"] = sorted(node(kernel, "sys/module/m/drivers").children)
 
     await load_module(kernel, "m", init)
@@ -88,7 +88,9 @@ async def test_load_announces_the_module_after_its_init_and_its_drivers() -> Non
 
 async def test_unload_takes_the_files_away_before_the_remove_uevent() -> None:
     kernel, events = await booted()
-    await load_module(kernel, "m", lambda mod: driver_register(PlatformDriver(kernel, "mdrv", mod)))
+    await load_module(
+        kernel, "m", lambda mod: driver_register(PlatformDriver("mdrv", kernel=kernel, owner=mod))
+    )
     events.clear()
     left_at_remove: list[list[str]] = []
 
@@ -113,7 +115,7 @@ async def test_failed_init_leaves_nothing_and_sends_no_uevent() -> None:
     kernel, events = await booted()
 
     async def init(mod: Module) -> None:
-        await driver_register(PlatformDriver(kernel, "mdrv", mod))
+        await driver_register(PlatformDriver("mdrv", kernel=kernel, owner=mod))
         raise ErrnoError(errno.ENODEV)
 
     with pytest.raises(ErrnoError):
@@ -133,7 +135,7 @@ async def test_drivers_directory_outlives_its_last_driver() -> None:
     drivers: list[PlatformDriver] = []
 
     async def init(mod: Module) -> None:
-        drivers.append(PlatformDriver(kernel, "mdrv", mod))
+        drivers.append(PlatformDriver("mdrv", kernel=kernel, owner=mod))
         await driver_register(drivers[0])
 
     await load_module(kernel, "m", init)

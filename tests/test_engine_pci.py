@@ -205,6 +205,12 @@ def expected_names(dev: PciDevice) -> set[str]:
         names.add("driver")
         if dev.driver.has_coredump:
             names.add("coredump")
+        # the class devices its driver made (fakegpu's DRM node) are in a glue directory
+        # named after their class (get_device_parent())
+        driver_data = dev.driver_data
+        primary = getattr(driver_data, "primary", None)
+        if primary is not None and primary.cls is not None:
+            names.add(primary.cls.name)
     return names
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import errno
 import os
 
+import pytest
 import trio
 import trio.testing
 
 from fakesys import scenario
 from fakesys.kernel import Kernel
 from fakesys.kernel.hw import CATCH_UP_MAX
-from fakesys.kernfs import Caller, ErrnoError, open_file
+from fakesys.kernfs import Caller, ErrnoError, OpenFile, open_file
 
 
 async def booted(nursery: trio.Nursery, name: str | None = None) -> Kernel:
@@ -29,6 +30,12 @@ async def write(kernel: Kernel, path: str, text: str) -> None:
         await of.write(0, text.encode())
     finally:
         await of.release()
+
+
+async def open_node(kernel: Kernel, node: str) -> OpenFile:
+    kn = kernel.lookup(f"dev/{node}")
+    assert kn is not None, node
+    return await open_file(kn, os.O_RDWR, Caller(os.getpid()))
 
 
 async def read(kernel: Kernel, path: str) -> str:
@@ -128,13 +135,12 @@ async def test_a_clock_jump_costs_one_wakeup_per_periodic_source(nursery: trio.N
     kernel = await booted(nursery, "camera")
     camera = kernel.buses["platform"].find_device_by_name("camera.0")
     assert camera is not None
-    received: list[bytes] = []
-    camera.hw.on_rx = received.append
+    video = await open_node(kernel, "video0")
     await trio.testing.wait_all_tasks_blocked()  # the source is running
     await write(kernel, "sys/kernel/debug/fakesys/advance_clock", "100000")
     await trio.testing.wait_all_tasks_blocked()
     # 100,000 periods fell due: a FIFO's worth is delivered in one go, the rest overran it.
-    assert received == [b"frame\n" * CATCH_UP_MAX]
+    assert await video.read(0, 65536) == b"frame\n" * CATCH_UP_MAX
     assert camera.hw.dropped == (100_000 - CATCH_UP_MAX) * len(b"frame\n")
 
 
@@ -142,24 +148,49 @@ async def test_the_largest_clock_jump_does_not_stop_time(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     kernel = await booted(nursery, "camera")
-    camera = kernel.buses["platform"].find_device_by_name("camera.0")
-    assert camera is not None
-    received: list[bytes] = []
-    camera.hw.on_rx = received.append
+    video = await open_node(kernel, "video0")
     await trio.testing.wait_all_tasks_blocked()  # the source is running
     await write(kernel, "sys/kernel/debug/fakesys/advance_clock", str(2**64 - 1))
     await trio.testing.wait_all_tasks_blocked()
-    assert received == [b"frame\n" * CATCH_UP_MAX]
+    assert await video.read(0, 65536) == b"frame\n" * CATCH_UP_MAX
     # The source is still periodic at that time: one frame a second.
     await trio.sleep(2.5)
-    assert received[1:] == [b"frame\n", b"frame\n"]
+    assert await video.read(0, 65536) == b"frame\n" * 2
 
 
-async def test_a_revoke_unbind_waits_for_the_read_in_flight(nursery: trio.Nursery) -> None:
+async def test_a_revoke_detach_ends_a_read_waiting_for_data(nursery: trio.Nursery) -> None:
+    """The NetBSD design: sc_dying must prevent long waits, so a reader waiting for data is
+    woken with EIO and the detach does not wait for data to arrive."""
     kernel = await booted(nursery)
-    node = kernel.lookup("dev/revoke0")
-    assert node is not None
-    of = await open_file(node, os.O_RDONLY, Caller(os.getpid()))
+    of = await open_node(kernel, "revoke0")
+    got: list[bytes | int] = []
+
+    async def reader() -> None:
+        try:
+            got.append(await of.read(0, 5))
+        except ErrnoError as e:
+            got.append(e.errno)
+
+    nursery.start_soon(reader)
+    await trio.testing.wait_all_tasks_blocked()
+    assert got == []
+    path = f"{PLATFORM}/drivers/cdev_revoke/unbind"
+    assert await errno_of_write(kernel, path, "cdev_revoke.0") == 0
+    await trio.testing.wait_all_tasks_blocked()
+    assert got == [errno.EIO]
+    with pytest.raises(ErrnoError) as excinfo:  # the file was revoked
+        await of.read(0, 5)
+    assert excinfo.value.errno == errno.ENXIO
+    await of.release()
+
+
+async def test_a_revoke_detach_drains_a_read_that_is_copying(nursery: trio.Nursery) -> None:
+    """A read past its wait (stopped at the ``read`` hold point, about to copy) holds the
+    detach until it is done: the softc is freed only after it."""
+    kernel = await booted(nursery)
+    of = await open_node(kernel, "revoke0")
+    await write(kernel, "sys/kernel/debug/fakesys/devices/cdev_revoke.0/feed", "hello")
+    kernel.hold["read"].arm()
     got: list[bytes] = []
     unbound: list[int] = []
 
@@ -172,11 +203,13 @@ async def test_a_revoke_unbind_waits_for_the_read_in_flight(nursery: trio.Nurser
 
     nursery.start_soon(reader)
     await trio.testing.wait_all_tasks_blocked()
+    assert kernel.hold["read"].state == "held"
     nursery.start_soon(unbinder)
     await trio.testing.wait_all_tasks_blocked()
     assert kernel.lookup("sys/devices/platform/cdev_revoke.0/driver") is None  # it has begun
-    assert (got, unbound) == ([], [])  # and everything is blocked: the unbind waits
-    await write(kernel, "sys/kernel/debug/fakesys/devices/cdev_revoke.0/feed", "hello")
+    assert (got, unbound) == ([], [])  # and it waits for the read
+    kernel.hold["read"].release()
     await trio.testing.wait_all_tasks_blocked()
     assert (got, unbound) == ([b"hello"], [0])
     await of.release()
+    assert "KASAN" not in kernel.log.text()

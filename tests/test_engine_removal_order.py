@@ -15,7 +15,7 @@ class WatchingDriver(PlatformDriver):
     """Records, at remove(), what is left of the device's and its own directory."""
 
     def __init__(self, kernel: Kernel, log: list[object], owner: Module | None = None) -> None:
-        super().__init__(kernel, "watch", owner)
+        super().__init__("watch", kernel=kernel, owner=owner)
         self.log = log
 
     async def remove(self, dev: Device) -> None:

@@ -56,7 +56,7 @@ def test_proc_modules_hides_addresses_from_unprivileged_readers(mount: Mount) ->
 
 def test_proc_modules_lists_the_newest_first_with_holders(mount: Mount) -> None:
     modules = _modules(mount.read("proc/modules"))
-    assert list(modules) == list(reversed(scenario.load(None).modules))  # loaded in order
+    assert list(modules) == list(reversed(scenario.load(None).module_names))  # loaded in order
     for name, (_, _, holders, _, _) in modules.items():
         listed = sorted(os.listdir(mount / f"sys/module/{name}/holders"))
         assert holders == ("".join(f"{h}," for h in listed) or "-")

@@ -26,7 +26,7 @@ from .dd import (
 )
 from .kobject_uevent import KOBJ_ADD, KOBJ_REMOVE, kobject_synth_uevent, kobject_uevent
 from .lib import buf_to_str, sysfs_streq
-from .stacktrace import frame
+from .stacktrace import Frames, frame
 from .sysfs import RW, WO, SysfsAttr, create_file
 
 if TYPE_CHECKING:
@@ -44,6 +44,10 @@ class BusType:
     drv_attrs: Sequence[SysfsAttr[Driver]] = ()
     #: Attributes of the bus itself (bus->bus_groups).
     bus_attrs: Sequence[SysfsAttr[BusType]] = ()
+    #: The bus's own probe and remove (bus->probe, bus->remove), which call the driver's:
+    #: the frames between really_probe() and a driver's probe in a stack.
+    probe_frames: Frames = ()
+    remove_frames: Frames = ()
 
     def __init__(self, kernel: Kernel, name: str) -> None:
         self.kernel = kernel
@@ -99,9 +103,8 @@ class BusType:
             with contextlib.suppress(ErrnoError):
                 await device_attach(dev)
 
-    async def remove_device(self, dev: Device) -> None:
-        """bus_remove_device(): the bus's attributes and the links go first, then the driver
-        is released."""
+    async def remove_device_links(self, dev: Device) -> None:
+        """The bus's attributes and links of ``dev``."""
         root = self.kernel.kernfs
         assert dev.kn is not None and self.devices_kn is not None
         for kn in (
@@ -111,6 +114,11 @@ class BusType:
         ):
             if kn is not None:
                 await root.remove(kn)
+
+    async def remove_device(self, dev: Device) -> None:
+        """bus_remove_device(): the bus's attributes and the links go first, then the driver
+        is released."""
+        await self.remove_device_links(dev)
         await device_release_driver(dev)
         self.devices.remove(dev)
 

@@ -58,3 +58,17 @@ class Class:
             if kn is not None:
                 await root.remove(kn)
         self.devices.remove(dev)
+
+
+def class_get(name: str) -> Class:
+    """The class ``name``: the one a subsystem registered, or, for a subsystem fakesys does
+    not simulate (whose core would have registered it at boot), registered now, the first
+    time a driver asks for it. Drivers of one subsystem share its class."""
+    from .calls import current_kernel  # noqa: PLC0415 (calls is above this module)
+
+    kernel = current_kernel()
+    cls = kernel.classes.get(name)
+    if cls is None:
+        cls = Class(kernel, name)
+        cls.register()
+    return cls

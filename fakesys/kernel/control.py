@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import functools
 import select
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..kernfs import ErrnoError, FileOps, KernfsNode, OpenFile
-from .hold import HOLD_POINTS, HoldPoint
+from .hold import HoldPoint
 from .hw import Hardware
 from .lib import buf_to_str, kstrtobool, kstrtoul
 from .module import delete_module
@@ -165,25 +166,44 @@ HW_FILES = (
 )
 
 
-# One declaration per point, shared by the files of every device.
-HOLD_FILES = {
-    name: SysfsAttr[HoldPoint](name, CONTROL_MODE, HoldPoint.show, _hold_store)
-    for name in HOLD_POINTS
-}
-DELAY_FILES = {
-    name: SysfsAttr[HoldPoint](name, CONTROL_MODE, _delay_show, _delay_store)
-    for name in HOLD_POINTS
-}
-
-
 def create_hold_files(kernel: Kernel, parent: KernfsNode, points: dict[str, HoldPoint]) -> None:
     """``hold/<point>`` and ``delay/<point>`` in ``parent``, for every point."""
     root = kernel.kernfs
-    holds = root.create_dir(parent, "hold")
-    delays = root.create_dir(parent, "delay")
-    for name, point in points.items():
-        create_file(root, holds, point, HOLD_FILES[name])
-        create_file(root, delays, point, DELAY_FILES[name])
+    root.create_dir(parent, "hold")
+    root.create_dir(parent, "delay")
+    for point in points.values():
+        _create_point_files(kernel, parent, point)
+
+
+def _create_point_files(kernel: Kernel, parent: KernfsNode, point: HoldPoint) -> None:
+    root = kernel.kernfs
+    holds, delays = parent.lookup("hold"), parent.lookup("delay")
+    assert holds is not None and delays is not None
+    create_file(root, holds, point, _hold_file(point.name))
+    create_file(root, delays, point, _delay_file(point.name))
+
+
+# One declaration per point, shared by the files of every device.
+@functools.cache
+def _hold_file(name: str) -> SysfsAttr[HoldPoint]:
+    return SysfsAttr(name, CONTROL_MODE, HoldPoint.show, _hold_store)
+
+
+@functools.cache
+def _delay_file(name: str) -> SysfsAttr[HoldPoint]:
+    return SysfsAttr(name, CONTROL_MODE, _delay_show, _delay_store)
+
+
+def _point_defined(kernel: Kernel, name: str) -> None:
+    """A driver defined a hold point: its files in every hold/ and delay/ directory."""
+    top = control_dir(kernel)
+    _create_point_files(kernel, top, kernel.hold.points[name])
+    devices = top.lookup("devices")
+    assert devices is not None
+    for dev_name, points in kernel.hold.per_device.items():
+        parent = devices.lookup(dev_name)
+        if parent is not None:
+            _create_point_files(kernel, parent, points[name])
 
 
 def control_dir(kernel: Kernel) -> KernfsNode:
@@ -196,6 +216,7 @@ def create_control_files(kernel: Kernel) -> None:
     for attr in KERNEL_FILES:
         create_file(root, top, kernel, attr)
     create_hold_files(kernel, top, kernel.hold.points)
+    kernel.hold.on_define.append(lambda name: _point_defined(kernel, name))
     root.create_dir(top, "devices")
     root.create_file(top, "uevents", 0o400, UeventMonitor(kernel))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
 import trio
@@ -94,10 +94,11 @@ class Device:
         self.power = DevPmInfo()
         #: dev_set_uevent_suppress(): device_add() sends no ``add`` event.
         self.uevent_suppress = False
-        #: The mode of the /dev node devtmpfs makes for a device with a number.
-        self.devnode_mode = DEFAULT_DEVNODE_MODE
-        #: The path below /dev a class's devnode() gives (``dri/card0``), if not the name.
+        #: What the class's devnode() gives for this device: the path below /dev
+        #: (``dri/card0``) if not the name, and the node's mode if not 0600 (then also
+        #: ``DEVMODE`` in its uevent).
         self.devnode: str | None = None
+        self.devnode_mode: int | None = None
         self.hw = Hardware()
         #: The names of the devices that must be bound before this one probes (device links).
         self.suppliers: list[str] = []
@@ -134,6 +135,13 @@ class Device:
         """The node's path below /dev (device_get_devnode()): the class's devnode() name if
         it set one, else the device name with ``!`` for ``/``."""
         return self.devnode or self.name.replace("!", "/")
+
+    def physical(self) -> Device:
+        """The device on a bus behind a class device (a node's hardware), or itself."""
+        dev = self
+        while dev.bus is None and dev.parent is not None:
+            dev = dev.parent
+        return dev
 
     @property
     def sends_uevents(self) -> bool:
@@ -174,7 +182,7 @@ class Device:
             env.append(("MAJOR", str(self.devt[0])))
             env.append(("MINOR", str(self.devt[1])))
             env.append(("DEVNAME", self.devnode_path()))
-            if self.devnode_mode != DEFAULT_DEVNODE_MODE:  # set by the class's devnode()
+            if self.devnode_mode:  # dev_uevent(): only when devnode() gave a mode
                 env.append(("DEVMODE", f"{self.devnode_mode:#o}".replace("0o", "0")))
         if self.devtype is not None:
             env.append(("DEVTYPE", self.devtype))
@@ -244,38 +252,83 @@ def _parent_dir(dev: Device) -> KernfsNode:
 
 
 async def device_add(dev: Device) -> None:
-    """Put the device in sysfs, on its bus and in its class, then probe it (device_add())."""
+    """Put the device in sysfs, on its bus and in its class, then probe it (device_add()).
+
+    A step that fails undoes the steps before it, newest first, as device_add()'s error
+    labels do, so a device that could not be added leaves nothing behind: no directory, no
+    class or bus link, no ``/sys/dev`` entry, no reference on its parent.
+    """
     kernel = dev.kernel
     root = kernel.kernfs
-    if dev.parent is not None:
-        get_device(dev.parent)
     parent_kn = _parent_dir(dev)
     if parent_kn.lookup(dev.name) is not None:
         kernel.log.emit(
             KERN_ERR, f"sysfs: cannot create duplicate filename '{parent_kn.path()}/{dev.name}'"
         )
+        raise ErrnoError(errno.EEXIST)
+    if dev.parent is not None:
+        get_device(dev.parent)
+    undo: list[Callable[[], Awaitable[None]]] = []
+    try:
+        dev.kn = root.create_dir(parent_kn, dev.name)
+        undo.append(lambda: _remove_dir(dev, parent_kn))
+        create_file(root, dev.kn, dev, DEV_ATTR_UEVENT)
+        if dev.cls is not None:
+            dev.cls.add_device_links(dev)
+            undo.append(lambda: _remove_class_links(dev))
+            dev.cls.add_device_attrs(dev)
+        if dev.bus is not None:
+            create_group(root, dev.kn, dev, dev.bus.dev_attrs)
+            dev.bus.add_device(dev)
+            undo.append(lambda: _remove_bus_links(dev))
+        dpm_sysfs_add(dev)
+        for name in dev.hw.attrs:
+            create_file(root, dev.kn, dev, SysfsAttr(name, RO, _hw_attr_show(name)))
+        if dev.devt is not None:
+            create_file(root, dev.kn, dev, DEV_ATTR_DEV)
+            kernel.add_sys_dev_entry(dev)
+            undo.append(lambda: kernel.remove_sys_dev_entry(dev))
+            await devtmpfs_create_node(dev, dev.devnode_mode or DEFAULT_DEVNODE_MODE)
+    except ErrnoError:
+        for step in reversed(undo):
+            await step()
+        dev.kn = None
         if dev.parent is not None:
             put_device(dev.parent)
-        raise ErrnoError(errno.EEXIST)
-    dev.kn = root.create_dir(parent_kn, dev.name)
-    create_file(root, dev.kn, dev, DEV_ATTR_UEVENT)
-    if dev.cls is not None:
-        dev.cls.add_device_links(dev)
-        dev.cls.add_device_attrs(dev)
-    if dev.bus is not None:
-        create_group(root, dev.kn, dev, dev.bus.dev_attrs)
-        dev.bus.add_device(dev)
-    dpm_sysfs_add(dev)
-    for name in dev.hw.attrs:
-        create_file(root, dev.kn, dev, SysfsAttr(name, RO, _hw_attr_show(name)))
-    if dev.devt is not None:
-        create_file(root, dev.kn, dev, DEV_ATTR_DEV)
-        kernel.add_sys_dev_entry(dev)
-        await devtmpfs_create_node(dev, dev.devnode_mode)
+        raise
     if dev.sends_uevents and not dev.uevent_suppress:
         kobject_uevent(kernel, KOBJ_ADD, dev.devpath(), dev.subsystem_name(), dev.uevent_env())
     if dev.bus is not None:
         await dev.bus.probe_device(dev)
+
+
+async def _remove_dir(dev: Device, parent_kn: KernfsNode) -> None:
+    assert dev.kn is not None
+    await dev.kernel.kernfs.remove(dev.kn)
+    await _remove_glue_dir(dev, parent_kn)
+
+
+async def _remove_glue_dir(dev: Device, glue: KernfsNode | None) -> None:
+    """cleanup_glue_dir(): a class glue directory goes with its last device."""
+    if (
+        glue is not None
+        and dev.cls is not None
+        and dev.parent is not None
+        and glue is not dev.parent.kn
+        and not glue.children
+    ):
+        await dev.kernel.kernfs.remove(glue)
+
+
+async def _remove_class_links(dev: Device) -> None:
+    assert dev.cls is not None
+    await dev.cls.remove_device_links(dev)
+
+
+async def _remove_bus_links(dev: Device) -> None:
+    assert dev.bus is not None
+    await dev.bus.remove_device_links(dev)
+    dev.bus.devices.remove(dev)
 
 
 async def device_del(dev: Device) -> None:
@@ -308,14 +361,7 @@ async def device_del(dev: Device) -> None:
     assert dev.kn is not None
     glue = dev.kn.parent
     await root.remove(dev.kn)
-    if (
-        glue is not None
-        and dev.cls is not None
-        and dev.parent is not None
-        and glue is not dev.parent.kn
-        and not glue.children
-    ):
-        await root.remove(glue)
+    await _remove_glue_dir(dev, glue)
     if dev.parent is not None:
         put_device(dev.parent)
 

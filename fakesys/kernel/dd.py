@@ -20,7 +20,7 @@ from .deferred_probe import device_links_check_suppliers
 from .devres import devres_release_all
 from .kobject_uevent import KOBJ_BIND, KOBJ_UNBIND, kobject_uevent
 from .printk import KERN_CRIT, KERN_DEBUG, KERN_ERR
-from .stacktrace import frame
+from .stacktrace import enter, frame
 from .sysfs import WO, SysfsAttr, create_file
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ async def device_unbind_cleanup(dev: Device) -> None:
 async def call_driver_probe(dev: Device, drv: Driver) -> int:
     """Run the probe; returns 0 or a negative errno, logging as the kernel does."""
     try:
-        with frame("call_driver_probe"):
+        with frame("call_driver_probe"), enter(drv.bus.probe_frames):
             await drv.probe(dev)
     except ErrnoError as e:
         ret = -e.errno
@@ -200,7 +200,7 @@ async def __device_release_driver(dev: Device) -> None:
     if drv is None:
         return
     await driver_sysfs_remove(dev)
-    with frame("device_remove"):
+    with frame("device_remove"), enter(drv.bus.remove_frames):
         await drv.remove(dev)
     await dev.kernel.hold.reach("unbind_devres", dev)
     await device_unbind_cleanup(dev)

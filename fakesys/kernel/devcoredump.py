@@ -31,16 +31,17 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..kernfs import ErrnoError
+from .calls import call, call_atomic
 from .class_ import Class
 from .core import Device, device_add, device_del, get_device, put_device
-from .devres import devm_add_action
+from .devres import Devres, devres_add
 from .kobject_uevent import KOBJ_ADD, kobject_uevent
 from .lib import buf_to_str, simple_strtol
 from .lockdep import LockClass, kernfs_node_addr, work_class
 from .printk import KERN_WARNING
-from .stacktrace import frame, stack
+from .stacktrace import current_module_name, frame, stack
 from .sysfs import RW, SysfsAttr, SysfsBinAttr
-from .workqueue import DelayedWork
+from .workqueue import HZ, DelayedWork, jiffies_to_seconds
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -121,10 +122,12 @@ class DevcdEntry:
 
 
 class Devcoredump:
-    """The devcoredump core: its class, its counter, the ``disabled`` switch."""
+    """The devcoredump core: its class, its counter, the ``disabled`` switch, and which of
+    the cores it is (``core``; a module may run on another, to show two side by side)."""
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
+        self.core = CORE_FIXED
         self.count = 0
         self.disabled = False
         self.entries: dict[Device, DevcdEntry] = {}  # by devcd device
@@ -197,10 +200,10 @@ class Devcoredump:
             if core == CORE_SEED:
                 # The patch: remove the dump when the failing device goes (devm_add_action),
                 # and cancel the timeout with it (devm_delayed_work_autocancel).
-                devm_add_action(failing_dev, lambda: self._seed_devcd_remove(entry), "devcd_remove")
-                devm_add_action(
-                    failing_dev, lambda: self._seed_autocancel(entry), "devm_delayed_work_drop"
-                )
+                remove = Devres("devcd_remove", lambda: self._seed_devcd_remove(entry))
+                autocancel = Devres("devm_delayed_work_drop", lambda: self._seed_autocancel(entry))
+                devres_add(failing_dev, remove)
+                devres_add(failing_dev, autocancel)
             return entry
 
     def _create_links(self, entry: DevcdEntry) -> None:
@@ -388,3 +391,78 @@ class DevcdClass(Class):
     def __init__(self, kernel: Kernel, core: Devcoredump) -> None:
         super().__init__(kernel, "devcoredump")
         self.core = core
+
+
+# -- the driver API (include/linux/devcoredump.h) --
+
+GFP_KERNEL = 0xCC0
+
+
+def _caller_core(kernel: Kernel) -> str:
+    """The core the calling module runs on: its own if it has one, else the kernel's."""
+    name = current_module_name()
+    module = kernel.modules.get(name) if name is not None else None
+    return (module.devcoredump_core if module is not None else None) or kernel.devcoredump.core
+
+
+async def dev_coredumpm_timeout(
+    dev: Device,
+    owner: Module | None,
+    data: object,
+    datalen: int,
+    gfp: int,
+    read: Callable[[int, int, object, int], Awaitable[bytes] | bytes],
+    free: Callable[[object], None],
+    timeout: int,
+) -> None:
+    """Hand ``data`` to devcoredump: ``read(offset, count, data, datalen)`` serves ``data``
+    reads, ``free(data)`` runs when the dump goes; ``timeout`` in jiffies. Dropped (``free``
+    at once) when dumps are disabled, one exists for ``dev``, or ``owner`` is going."""
+    kernel = dev.kernel
+
+    async def devcd_read(offset: int, count: int) -> bytes:
+        chunk: bytes = await call(kernel, read, offset, count, data, datalen)
+        return chunk
+
+    def devcd_free() -> None:
+        call_atomic(kernel, free, data)
+
+    await kernel.devcoredump.dev_coredumpm(
+        dev, owner, devcd_read, devcd_free, jiffies_to_seconds(timeout), _caller_core(kernel)
+    )
+
+
+async def dev_coredumpm(
+    dev: Device,
+    owner: Module | None,
+    data: object,
+    datalen: int,
+    gfp: int,
+    read: Callable[[int, int, object, int], Awaitable[bytes] | bytes],
+    free: Callable[[object], None],
+) -> None:
+    """dev_coredumpm_timeout() with the default five minutes."""
+    await dev_coredumpm_timeout(
+        dev, owner, data, datalen, gfp, read, free, round(DEVCD_TIMEOUT * HZ)
+    )
+
+
+def devcd_readv(offset: int, count: int, data: object, datalen: int) -> bytes:
+    """memory_read_from_buffer(): EOF past the end."""
+    assert isinstance(data, bytes | bytearray)
+    return bytes(data[offset : min(offset + count, datalen)])
+
+
+def devcd_freev(data: object) -> None:
+    """vfree() of a dev_coredumpv() buffer: it stands alone, so nothing else is touched."""
+
+
+async def dev_coredumpv(dev: Device, data: bytes, datalen: int, gfp: int) -> None:
+    """A dump of a standalone buffer (vmalloc'ed and handed over): no owner is pinned, and
+    reading it never calls into the driver."""
+    await dev_coredumpm(dev, None, data, datalen, gfp, devcd_readv, devcd_freev)
+
+
+async def dev_coredump_put(dev: Device) -> None:
+    """Delete the dump of ``dev`` now, if there is one (v6.10)."""
+    await dev.kernel.devcoredump.dev_coredump_put(dev)

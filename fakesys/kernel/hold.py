@@ -23,6 +23,7 @@ Points reached by no device in particular (``tasklet``) have only the global set
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -94,24 +95,41 @@ class HoldPoint:
             raise ErrnoError(errno.EINVAL)
 
 
-def new_points() -> dict[str, HoldPoint]:
-    return {name: HoldPoint(name) for name in HOLD_POINTS}
-
-
 class HoldPoints:
-    """The global points, and those of each device that has hardware controls, by name."""
+    """The global points, and those of each device that has hardware controls, by name.
+
+    The engine's own points are :data:`HOLD_POINTS`; a driver declares more with
+    :meth:`define` (``DEFINE_HOLD_POINT()`` in the driver API) when its module loads, and the
+    point appears in every ``hold/`` and ``delay/`` directory.
+    """
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self.points = new_points()
+        self.descriptions = dict(HOLD_POINTS)
+        self.points = self._new_points()
         self.per_device: dict[str, dict[str, HoldPoint]] = {}
+        #: Told the name of each point defined after boot.
+        self.on_define: list[Callable[[str], None]] = []
+
+    def _new_points(self) -> dict[str, HoldPoint]:
+        return {name: HoldPoint(name) for name in self.descriptions}
 
     def __getitem__(self, name: str) -> HoldPoint:
         return self.points[name]
 
+    def define(self, name: str, description: str) -> None:
+        """A new point, for every device and globally; defining it again changes nothing."""
+        if name in self.descriptions:
+            return
+        self.descriptions[name] = description
+        for points in (self.points, *self.per_device.values()):
+            points[name] = HoldPoint(name)
+        for listener in self.on_define:
+            listener(name)
+
     def device_points(self, dev_name: str) -> dict[str, HoldPoint]:
         """The points of one device, made on first use."""
-        return self.per_device.setdefault(dev_name, new_points())
+        return self.per_device.setdefault(dev_name, self._new_points())
 
     def forget_device(self, dev_name: str) -> None:
         """The device's hardware is gone: what its points hold goes on, and they go."""

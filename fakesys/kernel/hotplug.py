@@ -22,6 +22,7 @@ from .core import Device, device_add, device_unregister
 from .driver import Driver
 from .lib import buf_to_str
 from .printk import KERN_ERR
+from .stacktrace import frames
 from .sysfs import RO, WO, SysfsAttr
 
 if TYPE_CHECKING:
@@ -86,7 +87,15 @@ def _hotplug(dev: Device) -> HotplugDevice:
     return dev
 
 
+class HotplugDriver(Driver, name="hotplug_driver"):
+    """A driver of the hotplug bus, which matches every device on it."""
+
+    BUS = "hotplug"
+
+
 class HotplugBus(BusType):
+    probe_frames = frames("hotplug_bus_probe")
+    remove_frames = frames("hotplug_bus_remove")
     bus_attrs = (
         SysfsAttr[BusType]("new_device", WO, store=_new_device_store),
         SysfsAttr[BusType]("del_device", WO, store=_del_device_store),

@@ -1,14 +1,14 @@
-"""The simulated hardware behind a device: an interrupt line and a receive path.
+"""The simulated hardware behind a device: an interrupt line and a receive FIFO.
 
 Data fed from the control plane (``sys/kernel/debug/fakesys/devices/<dev>/feed``), or produced
-by the hardware itself at a fixed period (a sensor, a serial line), goes to the receive handler
-the bound driver installed, as DMA into its buffers would; with no driver it is dropped and
-counted, as hardware with nobody listening drops it.
+by the hardware itself at a fixed period (a sensor, a serial line), lands in the device's
+receive FIFO and raises its interrupt, whose handler reads it out (:meth:`Hardware.rx_read`,
+the driver's read of its receive register). With no handler on the line, nobody listens and
+the data is dropped and counted, as is what overflows the FIFO.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .irq import IrqLine
@@ -19,12 +19,13 @@ if TYPE_CHECKING:
 
 #: The most periods of data a periodic source delivers at once after a clock jump.
 CATCH_UP_MAX = 64
+RX_FIFO_SIZE = 64 * 1024
 
 
 class Hardware:
-    def __init__(self) -> None:
-        self.irq = IrqLine()
-        self.on_rx: Callable[[bytes], None] | None = None
+    def __init__(self, irq: int = 0) -> None:
+        self.irq = IrqLine(irq)
+        self.rx = bytearray()
         self.dropped = 0
         #: Reads blocked waiting for data from this hardware, so that a script can wait
         #: until a reader is really in the driver before it races something against it.
@@ -50,7 +51,17 @@ class Hardware:
             self.feed(data * delivered)
 
     def feed(self, data: bytes) -> None:
-        if self.on_rx is None:
+        """Data arrives from the outside world."""
+        if not self.irq.actions:
             self.dropped += len(data)
-        else:
-            self.on_rx(data)
+            return
+        room = RX_FIFO_SIZE - len(self.rx)
+        self.dropped += max(0, len(data) - room)
+        self.rx += data[: max(0, room)]
+        self.irq.raise_irq()
+
+    def rx_read(self, count: int = RX_FIFO_SIZE) -> bytes:
+        """Read up to ``count`` bytes of the receive FIFO."""
+        data = bytes(self.rx[:count])
+        del self.rx[:count]
+        return data

@@ -18,6 +18,9 @@ from .sched import current
 if TYPE_CHECKING:
     from .slab import Object, Track
 
+#: The "cache" of an object in a module's memory (vmalloc'ed, not from a slab).
+MODULE_MEMORY = "module"
+
 RULER = "=" * 66
 
 _REPORT_FRAMES = ("dump_stack_lvl", "print_report", "kasan_report")
@@ -25,6 +28,7 @@ _ALLOC_FRAMES = ("kasan_save_stack", "kasan_save_track", "__kasan_kmalloc")
 _FREE_FRAMES = ("kasan_save_stack", "kasan_save_track", "kasan_save_free_info", "__kasan_slab_free")
 
 
+KASAN_VMALLOC_INVALID = 0xF8
 KASAN_SLAB_REDZONE = 0xFC
 KASAN_SLAB_FREE = 0xFB
 KASAN_SLAB_FREE_META = 0xFA  # the first granule of a freed object holds its free track
@@ -35,9 +39,12 @@ ROW = 16 * GRANULE
 def shadow_dump(obj: Object, addr: int) -> list[str]:
     """ "Memory state around the buggy address" (print_memory_metadata()): five rows of shadow
     bytes, one per 8-byte granule, the buggy row marked ``>`` and its granule with ``^``.
-    Around a freed object everything is slab redzone."""
+    Around a freed slab object everything is slab redzone; freed module memory (vmalloc) is
+    all invalid."""
 
     def shadow(granule: int) -> int:
+        if obj.cache == MODULE_MEMORY:
+            return KASAN_VMALLOC_INVALID
         if not obj.addr <= granule < obj.addr + obj.cache_size:
             return KASAN_SLAB_REDZONE
         return KASAN_SLAB_FREE_META if granule == obj.addr else KASAN_SLAB_FREE
@@ -65,6 +72,9 @@ class Kasan:
         self.taint = taint
         self.multi_shot = False
         self.reported = False
+        # The last bad access reported: a read-modify-write of a field (``x += 1``) is one
+        # access, as the compiler's single instruction gets one check.
+        self._last: tuple[int, tuple[str, ...]] | None = None
         self._cpu_line = cpu_line
         self._debug_locks_off = debug_locks_off
 
@@ -89,8 +99,11 @@ class Kasan:
         self._print_stack(tuple(symbol(f) for f in prefix) + track.stack)
         self._print("")
 
-    def _print_head(self, obj: Object, bug: str, access: str, stack: tuple[str, ...]) -> None:
-        """Ruler, bug line, access line, the stack of the bad access and the object's history."""
+    def _print_head(
+        self, obj: Object, bug: str, access: str, stack: tuple[str, ...], tracks: bool = True
+    ) -> None:
+        """Ruler, bug line, access line, the stack of the bad access and, for a slab object,
+        its history."""
         task = current()
         self._print(RULER)
         self._print(f"BUG: KASAN: {bug} in {stack[0] if stack else '0x0'}")
@@ -103,6 +116,8 @@ class Kasan:
         self._print_stack(tuple(symbol(f) for f in _REPORT_FRAMES) + stack)
         self._print(" </TASK>")
         self._print("")
+        if not tracks:
+            return
         self._print_track("Allocated", obj.alloc_track, _ALLOC_FRAMES)
         assert obj.free_track is not None
         self._print_track("Freed", obj.free_track, _FREE_FRAMES)
@@ -110,11 +125,24 @@ class Kasan:
     def report_use_after_free(
         self, obj: Object, offset: int, size: int, *, write: bool, stack: tuple[str, ...]
     ) -> None:
+        where = (obj.addr + offset, stack)
+        if where == self._last:
+            return
         if not self._enabled():
             return
+        self._last = where
         access = "Write" if write else "Read"
         addr = obj.addr + offset
         access_line = f"{access} of size {size} at addr {addr:016x}"
+        if obj.cache == MODULE_MEMORY:
+            # An unloaded module's memory was vfree()d: its shadow is KASAN_VMALLOC_INVALID,
+            # and nothing describes the address any more (print_address_description()).
+            self._print_head(obj, "vmalloc-out-of-bounds", access_line, stack, tracks=False)
+            for line in shadow_dump(obj, addr):
+                self._print(line)
+            self._print(RULER)
+            self._end_report()
+            return
         self._print_head(obj, "slab-use-after-free", access_line, stack)
         cache_size = obj.cache_size
         self._print(f"The buggy address belongs to the object at {obj.addr:016x}")

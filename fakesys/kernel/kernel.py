@@ -16,7 +16,8 @@ import trio
 
 from ..kernfs import Attribute, KernfsNode, KernfsRoot
 from .bus import BusType
-from .char_dev import Cdev, DevtmpfsMirror
+from .calls import set_current_kernel
+from .char_dev import CharDevices, DevtmpfsMirror
 from .class_ import Class
 from .control import create_control_files
 from .core import Device, device_add
@@ -35,6 +36,7 @@ from .platform import PlatformBus
 from .printk import KERN_NOTICE, KERN_WARNING, DevKmsg, PrintkBuffer
 from .sched import current
 from .slab import Slab
+from .timer import TimerList
 from .workqueue import Clock, DelayedWork
 
 log = logging.getLogger(__name__)
@@ -79,17 +81,16 @@ class Kernel:
         self.buses: dict[str, BusType] = {}
         self.classes: dict[str, Class] = {}
         self.modules: dict[str, Module] = {}
+        self.char_devices = CharDevices()
         #: The next free address of the module area (execmem_alloc()).
         self.module_area_next = MODULES_VADDR + MODULE_LOAD_OFFSET
-        self.chrdevs: dict[int, str] = {}
-        self.cdev_map: dict[tuple[int, int], Cdev] = {}
         self.devtmpfs_mirrors: list[DevtmpfsMirror] = []
         self.hold = HoldPoints(self.clock)
         self.deferred_probe = DeferredProbe(self)
-        self.delayed_works: weakref.WeakSet[DelayedWork] = weakref.WeakSet()
-        #: Serializes driver lookups with driver unregistration (the driver_lock proposed in
-        #: the 2002 driverfs discussion).
-        self.driver_lock = trio.Lock()
+        #: Pending timers and delayed work, for advance_clock to wait for what fell due.
+        self.timers: weakref.WeakSet[DelayedWork | TimerList] = weakref.WeakSet()
+        #: fail_function: a driver function → the errno it returns instead of running.
+        self.fail_function: dict[Callable[..., object], int] = {}
         #: Where deferred work (tasklets, workqueues, timers) runs; set by whoever runs the
         #: kernel (the daemon, a test).
         self.nursery: trio.Nursery | None = None
@@ -116,9 +117,9 @@ class Kernel:
     async def settle_due_work(self) -> None:
         """Wait until the delayed work whose deadline has passed has run."""
         now = self.clock.now()
-        for work in list(self.delayed_works):
-            if work.pending and work.deadline <= now:
-                await work.wait_idle()
+        for timer in list(self.timers):
+            if timer.pending and timer.deadline <= now:
+                await timer.wait_idle()
 
     def spawn(self, fn: Callable[[], Awaitable[object]]) -> None:
         """Run ``fn`` as deferred kernel work (a softirq, a work item).
@@ -131,6 +132,7 @@ class Kernel:
             raise RuntimeError("deferred work needs Kernel.nursery")
 
         async def guarded() -> None:
+            set_current_kernel(self)
             # An engine bug in deferred work must not end the nursery, and with it the mount.
             try:
                 await fn()
@@ -163,6 +165,8 @@ class Kernel:
         return lines
 
     async def boot(self) -> None:
+        """Build the machine; from now on the calling task runs as this kernel's."""
+        set_current_kernel(self)
         # start_kernel(): the banner is the first message, pr_notice("%s", linux_banner).
         self.log.emit(KERN_NOTICE, LINUX_BANNER)
         root = self.kernfs

@@ -39,6 +39,7 @@ THIN = "-" * 54
 # Wait types (include/linux/lockdep_types.h), printed as {inner:outer}.
 LD_WAIT_INV = 0  # not checked: lockdep maps, kernfs active references
 LD_WAIT_FREE = 1  # rcu_read_lock
+LD_WAIT_SPIN = 2  # raw_spinlock_t, and spinlock_t without PREEMPT_RT
 LD_WAIT_CONFIG = 2  # spinlock_t
 LD_WAIT_SLEEP = 3  # mutexes, semaphores
 

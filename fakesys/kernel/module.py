@@ -1,5 +1,14 @@
 """Loadable modules (kernel/module/main.c, kernel/module/sysfs.c, drivers/base/module.c):
-reference counts, state and ``/sys/module/<name>/``.
+loading, reference counts, state, unloading and ``/sys/module/<name>/``.
+
+A module is built from driver files (Python source), as a ``.ko`` is built from C files.
+Loading it executes each file afresh, as insmod gives every load fresh code and data: the
+file's globals are the module's static variables, ``THIS_MODULE`` (from :func:`this_module`)
+is the module, and what the file declares with :func:`module_init`, :func:`module_exit` and
+:func:`module_param` becomes the module's init, exit and parameters (``parameters/`` shows
+those with a mode). Objects the file makes at load (its driver structures, its file
+operations) live in the module's memory, which is freed when the module is unloaded: code
+that reaches them afterwards (the 2002 driverfs race) reads freed memory and is reported.
 
 :func:`load_module` does what init_module(2) does. The module is laid out in memory (its
 allocated ELF sections, grouped into the core and init memory types, each region page-aligned),
@@ -18,23 +27,33 @@ CONFIG_MODULE_SRCVERSION_ALL and CONFIG_KALLSYMS has: ``coresize``, ``holders/``
 Limitations: the modules are not ELF files. Their sections, sizes, addresses, build ids and
 ``srcversion`` are derived from the module's name (stable from run to run, shaped like a small
 driver's); ``srcversion`` is a digest of the name where the kernel's is an MD4 of the sources.
-No module has parameters (``parameters/``) or a ``MODULE_VERSION`` (``version``), and none
-taints the kernel: they count as in-tree and signed.
+No module has a ``MODULE_VERSION`` (``version``), and none taints the kernel: they count as
+in-tree and signed.
 """
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import hashlib
+import importlib.util
+import itertools
 import struct
-from collections.abc import Awaitable, Callable
+import sys
+import types
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from ..kernfs import PAGE_SIZE, ErrnoError, KernfsNode, current_caller
-from .driver import driver_unregister
+from .calls import call, running
+from .kasan import MODULE_MEMORY
 from .kobject_uevent import KOBJ_ADD, KOBJ_REMOVE, kobject_synth_uevent, kobject_uevent
-from .stacktrace import frame
+from .sched import current
+from .slab import Object, Struct, Track
+from .stacktrace import frame, stack
 from .sysfs import RO, WO, SysfsAttr, SysfsBinAttr, create_bin_file, create_file
 
 if TYPE_CHECKING:
@@ -183,16 +202,43 @@ class Module:
         self.drivers_kn: KernfsNode | None = None
         #: Whether the ``add`` uevent went out: only once init succeeded.
         self.announced = False
+        #: The module's init and exit functions, in the order the files declared them.
+        self.inits: list[InitFn] = []
+        self.exits: list[InitFn] = []
+        #: Values given at load (``insmod m.ko name=value``); files read them with module_param().
+        self.params: dict[str, object] = {}
+        #: The parameters shown in ``parameters/``, with their modes and defaults.
+        self.param_perms: dict[str, int] = {}
+        self.param_defaults: dict[str, object] = {}
+        #: What the module's files allocated at load (its statics), freed with it.
+        self.memory: list[Object] = []
+        #: The devcoredump core this module's dumps go to, if not the kernel's.
+        self.devcoredump_core: str | None = None
 
     def __repr__(self) -> str:
         return f"<Module {self.name}>"
 
+    def static_memory(self, cls: type[Struct]) -> Object:
+        """Room for a ``cls`` in the module's memory (a static variable of the module)."""
+        memory = Object(
+            self.kernel.slab, execmem_alloc(self.kernel, cls.__c_size__), cls.__c_size__,
+            MODULE_MEMORY, f"struct {cls.__c_name__} [{self.name}]",
+            Track(current(), stack("load_module")),
+        )  # fmt: skip
+        self.memory.append(memory)
+        return memory
+
     def mod_sysfs_setup(self) -> None:
-        """``/sys/module/<name>/``: holders/, the modinfo attributes, the holders links of the
-        modules this one uses, then sections/ and notes/."""
+        """``/sys/module/<name>/``: holders/, parameters/, the modinfo attributes, the holders
+        links of the modules this one uses, then sections/ and notes/."""
         root = self.kernel.kernfs
         self.kn = root.create_dir(self.kernel.module_kn, self.name)
         self.holders_kn = root.create_dir(self.kn, "holders")
+        if self.param_perms:  # module_param_sysfs_setup()
+            parameters = root.create_dir(self.kn, "parameters")
+            for name, perm in self.param_perms.items():
+                value = self.params.get(name, self.param_defaults.get(name))
+                create_file(root, parameters, self, SysfsAttr(name, perm, _param_show(value)))
         for attr in MODINFO_ATTRS:
             create_file(root, self.kn, self, attr)
         for used in self.uses:
@@ -221,6 +267,7 @@ class Module:
             *(attr.name for attr in MODINFO_ATTRS),
             "drivers",
             "holders",
+            "parameters",
             "notes",
             "sections",
         ):
@@ -294,58 +341,247 @@ class Module:
             raise ErrnoError(errno.EWOULDBLOCK)
         if self.state != MODULE_STATE_LIVE:
             raise ErrnoError(errno.EBUSY)
+        if self.inits and not self.exits:  # "has init but no exit": unloadable without force
+            raise ErrnoError(errno.EBUSY)
         if self.refcnt > 0:
             raise ErrnoError(errno.EWOULDBLOCK)
 
-    async def unregister_drivers(self) -> None:
-        for drv in reversed(list(self.drivers)):
-            await driver_unregister(drv)
-            drv.free()
-
     async def free_module(self) -> None:
-        """free_module(): sysfs goes, the module leaves the list and its uses are dropped."""
-        await self.mod_sysfs_teardown()
+        """free_module(): sysfs goes, the module leaves the list, its uses are dropped, and
+        its memory is freed."""
+        if self.kn is not None:
+            await self.mod_sysfs_teardown()
         for used in self.uses:
             used.holders.remove(self)
-        del self.kernel.modules[self.name]
+        self.kernel.modules.pop(self.name, None)
+        with frame("free_module"):
+            for memory in self.memory:
+                self.kernel.slab.kfree(memory, stack("execmem_free"))
 
 
+# -- loading driver files --
+
+S = TypeVar("S", bound=Struct)
+T = TypeVar("T")
+InitFn = Callable[[], Awaitable[None] | None]
+
+
+class _Loading:
+    """What a driver file being executed registers into: its module (None when built in)."""
+
+    def __init__(self, kernel: Kernel, module: Module | None) -> None:
+        self.kernel = kernel
+        self.module = module
+        self.inits: list[InitFn] = []
+        self.exits: list[InitFn] = []
+        self.params: dict[str, object] = module.params if module is not None else {}
+
+
+_loading: contextvars.ContextVar[_Loading | None] = contextvars.ContextVar("loading", default=None)
+_load_ids = itertools.count()
+
+
+def _current_loading(what: str) -> _Loading:
+    loading = _loading.get()
+    if loading is None:
+        raise RuntimeError(f"{what} is only for the top level of a driver file being loaded")
+    return loading
+
+
+def this_module() -> Module | None:
+    """THIS_MODULE: the module being loaded (None for a built-in driver file)."""
+    return _current_loading("THIS_MODULE").module
+
+
+def loading_kernel() -> Kernel:
+    return _current_loading("a driver definition").kernel
+
+
+def static(cls: type[S]) -> S:
+    """A zeroed ``cls`` in the memory of the module being loaded (built in: never freed)."""
+    loading = _current_loading("a static definition")
+    if loading.module is None:
+        return cls.allocate(None)
+    return cls.allocate(loading.module.static_memory(cls))
+
+
+def module_init(fn: InitFn) -> InitFn:
+    """Declare the module's init function (``module_init(fn)``)."""
+    _current_loading("module_init()").inits.append(fn)
+    return fn
+
+
+def module_exit(fn: InitFn) -> InitFn:
+    """Declare the module's exit function (``module_exit(fn)``)."""
+    _current_loading("module_exit()").exits.append(fn)
+    return fn
+
+
+def module_param(name: str, default: T, perm: int = 0o444) -> T:
+    """``module_param(name, type, perm)``: the value given at load, else ``default``; one of
+    the same type is required (EINVAL at load otherwise, as parse_args() refuses it)."""
+    loading = _current_loading("module_param()")
+    value = loading.params.get(name, default)
+    if type(value) is not type(default):
+        raise ErrnoError(errno.EINVAL)
+    module = loading.module
+    if module is not None and perm:
+        module.param_perms[name] = perm
+        module.param_defaults[name] = default
+    return value
+
+
+def _param_show(value: object) -> Callable[[Module], str]:
+    """How param_get_*() prints a value: bools as Y/N, the rest as they are."""
+    text = ("Y" if value else "N") if isinstance(value, bool) else str(value)
+    return lambda _mod: f"{text}\n"
+
+
+@contextmanager
+def _executing(kernel: Kernel, module: Module | None) -> Iterator[_Loading]:
+    loading = _Loading(kernel, module)
+    token = _loading.set(loading)
+    try:
+        with running(kernel):
+            yield loading
+    finally:
+        _loading.reset(token)
+
+
+def exec_driver_file(kernel: Kernel, module: Module | None, path: Path) -> types.ModuleType:
+    """Execute a fresh copy of the driver file ``path`` for ``module``; its init and exit
+    functions are added to the module's, and kept on the code object for an unwinding."""
+    unique = f"fakesys.loaded.{path.stem}_{next(_load_ids)}"
+    spec = importlib.util.spec_from_file_location(unique, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path}: not a Python file")
+    code = importlib.util.module_from_spec(spec)
+    # Registered while it runs, so that its structs' annotations can be resolved.
+    sys.modules[unique] = code
+    try:
+        with _executing(kernel, module) as loading:
+            spec.loader.exec_module(code)
+    finally:
+        del sys.modules[unique]
+    code.__dict__["__inits__"] = loading.inits
+    code.__dict__["__exits__"] = loading.exits
+    if module is not None:
+        module.inits += loading.inits
+        module.exits += loading.exits
+    return code
+
+
+@dataclass
+class InitUnit:
+    """The init and exit functions of one file of a module (or of an init given as code)."""
+
+    inits: list[InitFn]
+    exits: list[InitFn]
+
+
+def _unit(code: types.ModuleType) -> InitUnit:
+    return InitUnit(code.__inits__, code.__exits__)
+
+
+async def run_inits(kernel: Kernel, units: list[InitUnit]) -> None:
+    """do_one_initcall() of each file's init functions in turn. When one fails, the files
+    whose init ran are undone with their exits, newest first, and the error is the load's."""
+    done: list[InitUnit] = []
+    with frame("do_init_module", "do_one_initcall"):
+        for unit in units:
+            try:
+                for fn in unit.inits:
+                    await call(kernel, fn)
+            except BaseException:
+                for undo in reversed(done):
+                    for fn in reversed(undo.exits):
+                        await call(kernel, fn)
+                raise
+            done.append(unit)
+
+
+Configure = Callable[[list[types.ModuleType]], None]
 ModuleInit = Callable[[Module], Awaitable[None]]
 
 
-async def load_module(kernel: Kernel, name: str, init: ModuleInit) -> Module:
-    """init_module(2): the module is formed and in ``/sys/module`` while ``coming``, with the
-    reference held during initialization; then do_init_module() runs ``init``.
+async def load_module(
+    kernel: Kernel,
+    name: str,
+    init: ModuleInit | None = None,
+    *,
+    paths: Iterable[Path] = (),
+    params: dict[str, object] | None = None,
+    configure: Configure | None = None,
+) -> Module:
+    """init_module(2) of a module built from the driver files ``paths``: they are executed
+    (the ELF loaded), ``configure`` sees their globals (a scenario's overrides), the module is
+    in ``/sys/module`` while ``coming``, with the reference held during initialization; then
+    do_init_module() runs the inits, and the module goes live and announces itself.
 
-    If ``init`` raises, the module goes as the kernel's failure path takes it: ``going``, the
-    drivers it registered unregistered (what its init's own error path does), sysfs torn down
-    with no uevent, since ``add`` was never sent; the error is raised again.
+    ``init``, for a module made in code (a test's), runs after the files' inits with the
+    module as its argument; the drivers it registers are unregistered at unload, as the exit
+    module_driver() makes would do.
+
+    If anything fails, the module goes as the kernel's failure path takes it: ``going``, sysfs
+    torn down with no uevent, since ``add`` was never sent, its memory freed; the error is
+    raised again.
     """
     if name in kernel.modules:
         raise ErrnoError(errno.EEXIST)
     mod = Module(kernel, name)
+    mod.params = dict(params or {})
     kernel.modules[name] = mod
-    mod.refcnt = 1  # module_unload_init(): "Hold reference count during initialization."
-    mod.mod_sysfs_setup()
-    await do_init_module(mod, init)
-    return mod
-
-
-async def do_init_module(mod: Module, init: ModuleInit) -> None:
     try:
-        with frame("do_init_module", "do_one_initcall"), frame(f"{mod.name}_init", module=mod.name):
-            await init(mod)
-    except Exception:
+        codes = [exec_driver_file(kernel, mod, path) for path in paths]
+        if configure is not None:
+            configure(codes)
+        units = [_unit(code) for code in codes]
+        if init is not None:
+            units.append(_code_unit(mod, init))
+        mod.refcnt = 1  # module_unload_init(): "Hold reference count during initialization."
+        mod.mod_sysfs_setup()
+        await run_inits(kernel, units)
+    except BaseException:
         mod.state = MODULE_STATE_GOING
-        mod.put()
-        await mod.unregister_drivers()
+        mod.refcnt = 0
         await mod.free_module()
         raise
     mod.state = MODULE_STATE_LIVE
-    mod.uevent(KOBJ_ADD)
+    mod.uevent(KOBJ_ADD)  # "Delay uevent until module has finished its init routine"
     mod.announced = True
     mod.put()  # "Drop initial reference."
     mod.layout.free_init()
+    return mod
+
+
+def _code_unit(mod: Module, init: ModuleInit) -> InitUnit:
+    """An init given as code, and the exit that unregisters what it registered."""
+    from .driver import driver_unregister  # noqa: PLC0415 (drivers belong to modules)
+
+    async def module_code_exit() -> None:
+        for drv in reversed(list(mod.drivers)):
+            await driver_unregister(drv)
+
+    async def module_code_init() -> None:
+        try:
+            await init(mod)
+        except BaseException:  # the init's own error path: what it registered goes
+            await module_code_exit()
+            raise
+
+    mod.inits.append(module_code_init)
+    mod.exits.append(module_code_exit)
+    return InitUnit([module_code_init], [module_code_exit])
+
+
+async def load_builtin(
+    kernel: Kernel, paths: list[Path], configure: Configure | None = None
+) -> None:
+    """Built-in driver files: executed and initialised at boot, never unloaded."""
+    codes = [exec_driver_file(kernel, None, path) for path in paths]
+    if configure is not None:
+        configure(codes)
+    await run_inits(kernel, [_unit(code) for code in codes])
 
 
 async def delete_module(kernel: Kernel, name: str) -> None:
@@ -356,8 +592,9 @@ async def delete_module(kernel: Kernel, name: str) -> None:
         raise ErrnoError(errno.ENOENT)
     mod.check_unload()
     mod.state = MODULE_STATE_GOING
-    with frame("__do_sys_delete_module"), frame(f"{name}_exit", module=name):
-        await mod.unregister_drivers()
+    with frame("__do_sys_delete_module"):
+        for fn in reversed(mod.exits):
+            await call(kernel, fn)
     await mod.free_module()
 
 

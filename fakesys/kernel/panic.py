@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import errno
+from typing import TYPE_CHECKING
 
 from ..kernfs import Attribute, ErrnoError, current_caller
 from .lib import buf_to_str
+from .printk import KERN_WARNING
+from .sched import current
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
 
 # (c_true, c_false, description) in bit order; TAINT_FLAGS_COUNT is 20.
 TAINT_FLAGS = (
@@ -92,3 +98,29 @@ class Taint:
             return len(buf)
 
         return Attribute(show, store, sysfs=False)
+
+
+def warn(kernel: Kernel, message: str, where: str, function: str) -> None:
+    """WARN(): the "cut here" report of kernel/panic.c __warn(), then taint W.
+
+    ``where`` is the ``file:line`` of the WARN, ``function`` the function it is in (the
+    innermost frame of the trace)."""
+    from .kallsyms import symbol  # noqa: PLC0415 (kallsyms imports nothing of this module)
+    from .stacktrace import stack  # noqa: PLC0415
+
+    log = kernel.log
+    log.emit(KERN_WARNING, "------------[ cut here ]------------")
+    log.emit(KERN_WARNING, message)
+    task = current()
+    log.emit(KERN_WARNING, f"WARNING: CPU: 0 PID: {task.pid} at {where} {symbol(function)}")
+    log.emit(KERN_WARNING, f"Modules linked in: {' '.join(reversed(list(kernel.modules)))}")
+    for line in kernel.dump_stack_header():
+        log.emit(KERN_WARNING, line)
+    log.emit(KERN_WARNING, "Call Trace:")
+    log.emit(KERN_WARNING, " <TASK>")
+    for frame in stack():
+        log.emit(KERN_WARNING, f" {frame}")
+    log.emit(KERN_WARNING, " </TASK>")
+    log.emit(KERN_WARNING, "---[ end trace 0000000000000000 ]---")
+    # Added last, so the report's own CPU line shows the taint from before (LOCKDEP_STILL_OK).
+    kernel.taint.add(TAINT_WARN)

@@ -36,7 +36,6 @@ from __future__ import annotations
 import errno
 import re
 import struct
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -53,11 +52,11 @@ from .lib import buf_to_str, kstrtoint, kstrtoul
 from .platform import DEV_ATTR_DRIVER_OVERRIDE
 from .power import pm_runtime_enable, pm_runtime_forbid, pm_runtime_set_active
 from .printk import KERN_ALERT, KERN_INFO
+from .stacktrace import frames
 from .sysfs import RO, RW, WO, SysfsAttr, SysfsBinAttr, create_bin_file, create_group
 
 if TYPE_CHECKING:
     from .kernel import Kernel
-    from .module import Module
 
 PCI_ANY_ID = 0xFFFFFFFF
 PCI_CFG_SPACE_SIZE = 256
@@ -306,22 +305,17 @@ class PciDevice(Device):
         return self.config
 
 
-class PciDriver(Driver):
-    def __init__(
-        self,
-        kernel: Kernel,
-        name: str,
-        owner: Module | None = None,
-        id_table: Sequence[PciDeviceId] = (),
-    ) -> None:
-        super().__init__(kernel.buses["pci"], name, owner)
-        self.id_table = tuple(id_table)
-        #: IDs added through ``new_id`` (pci_add_dynid()), tried before the table.
-        self.dynids: list[PciDeviceId] = []
+def pci_match_id(drv: Driver, slot: PciSlot) -> PciDeviceId | None:
+    """pci_match_device() without the override: the dynamic IDs, then the table."""
+    ids = (*drv.dynids, *drv.id_table)
+    return next((i for i in ids if isinstance(i, PciDeviceId) and i.matches(slot)), None)
 
-    def match_id(self, slot: PciSlot) -> PciDeviceId | None:
-        """pci_match_device() without the override: the dynamic IDs, then the table."""
-        return next((i for i in (*self.dynids, *self.id_table) if i.matches(slot)), None)
+
+class PciDriver(Driver, name="pci_driver", var="pdrv"):
+    """``struct pci_driver``: its id table is a list of :class:`PciDeviceId`, and ``new_id``
+    adds dynamic ones (``Driver.dynids``)."""
+
+    BUS = "pci"
 
 
 def _modalias(slot: PciSlot) -> str:
@@ -638,14 +632,8 @@ def _sscanf_hex(text: str, fields: int) -> list[int]:
     return values
 
 
-def _pci_driver(drv: Driver) -> PciDriver:
-    assert isinstance(drv, PciDriver)
-    return drv
-
-
 async def _new_id_store(drv: Driver, buf: bytes) -> int:
     """new_id_store(): ``vendor device [subvendor subdevice class class_mask driver_data]``."""
-    pdrv = _pci_driver(drv)
     values = _sscanf_hex(buf_to_str(buf), 7)
     if len(values) < 2:
         raise ErrnoError(errno.EINVAL)
@@ -655,12 +643,13 @@ async def _new_id_store(drv: Driver, buf: bytes) -> int:
     )
     if len(values) != 7:
         probe = PciSlot("", vendor, device, subvendor, subdevice, class_code)
-        if pdrv.match_id(probe) is not None:
+        if pci_match_id(drv, probe) is not None:
             raise ErrnoError(errno.EEXIST)
     # Only a driver_data value of an existing id_table entry is accepted.
-    if pdrv.id_table and all(i.driver_data != driver_data for i in pdrv.id_table):
+    table = [i for i in drv.id_table if isinstance(i, PciDeviceId)]
+    if table and all(i.driver_data != driver_data for i in table):
         raise ErrnoError(errno.EINVAL)
-    pdrv.dynids.append(
+    drv.dynids.append(
         PciDeviceId(vendor, device, subvendor, subdevice, class_code, class_mask, driver_data)
     )
     await driver_attach(drv)
@@ -669,14 +658,13 @@ async def _new_id_store(drv: Driver, buf: bytes) -> int:
 
 async def _remove_id_store(drv: Driver, buf: bytes) -> int:
     """remove_id_store(): the first dynamic ID that matches goes; devices stay bound."""
-    pdrv = _pci_driver(drv)
     values = _sscanf_hex(buf_to_str(buf), 6)
     if len(values) < 2:
         raise ErrnoError(errno.EINVAL)
     vendor, device, subvendor, subdevice, class_code, class_mask = (
         values + [PCI_ANY_ID, PCI_ANY_ID, 0, 0][len(values) - 2 :]
     )
-    for dynid in pdrv.dynids:
+    for dynid in drv.dynids:
         if (
             dynid.vendor == vendor
             and dynid.device == device
@@ -684,7 +672,7 @@ async def _remove_id_store(drv: Driver, buf: bytes) -> int:
             and subdevice in (PCI_ANY_ID, dynid.subdevice)
             and not ((dynid.class_code ^ class_code) & class_mask)
         ):
-            pdrv.dynids.remove(dynid)
+            drv.dynids.remove(dynid)
             return len(buf)
     raise ErrnoError(errno.ENODEV)
 
@@ -723,6 +711,8 @@ class PciBusClass(Class):
 
 
 class PciBus(BusType):
+    probe_frames = frames("pci_device_probe", "local_pci_probe")
+    remove_frames = frames("pci_device_remove")
     dev_attrs = PCI_DEV_ATTRS
     drv_attrs = (
         SysfsAttr[Driver]("new_id", WO, store=_new_id_store),
@@ -757,7 +747,7 @@ class PciBus(BusType):
         self.kernel.kernfs.create_dir(self.kn, "slots")
 
     def match(self, dev: Device, drv: Driver) -> bool:
-        return isinstance(drv, PciDriver) and drv.match_id(_pdev(dev).slot) is not None
+        return pci_match_id(drv, _pdev(dev).slot) is not None
 
     def uevent(self, dev: Device) -> list[tuple[str, str]]:
         """pci_uevent()."""

@@ -8,7 +8,6 @@ equals the driver's name or one of its id table entries; ``driver_override`` win
 from __future__ import annotations
 
 import errno
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..kernfs import PAGE_SIZE, ErrnoError
@@ -16,11 +15,11 @@ from .bus import BusType
 from .core import Device
 from .driver import Driver
 from .lib import buf_to_str
+from .stacktrace import frames
 from .sysfs import RO, RW, SysfsAttr
 
 if TYPE_CHECKING:
     from .kernel import Kernel
-    from .module import Module
 
 
 def driver_override_show(dev: Device) -> str:
@@ -55,16 +54,10 @@ class PlatformDevice(Device):
         self.id = id
 
 
-class PlatformDriver(Driver):
-    def __init__(
-        self,
-        kernel: Kernel,
-        name: str,
-        owner: Module | None = None,
-        id_table: Sequence[str] = (),
-    ) -> None:
-        super().__init__(kernel.buses["platform"], name, owner)
-        self.id_table = tuple(id_table)
+class PlatformDriver(Driver, name="platform_driver", var="pdrv"):
+    """``struct platform_driver``: its id table is a list of device names."""
+
+    BUS = "platform"
 
 
 def _modalias_show(dev: Device) -> str:
@@ -73,6 +66,8 @@ def _modalias_show(dev: Device) -> str:
 
 
 class PlatformBus(BusType):
+    probe_frames = frames("platform_probe")
+    remove_frames = frames("platform_remove")
     dev_attrs = (
         SysfsAttr[Device]("modalias", RO, _modalias_show),
         DEV_ATTR_DRIVER_OVERRIDE,
@@ -84,7 +79,7 @@ class PlatformBus(BusType):
     def match(self, dev: Device, drv: Driver) -> bool:
         """platform_match(): the id table, else the driver's name."""
         assert isinstance(dev, PlatformDevice)
-        if isinstance(drv, PlatformDriver) and drv.id_table:
+        if drv.id_table:
             return dev.pdev_name in drv.id_table
         return dev.pdev_name == drv.name
 

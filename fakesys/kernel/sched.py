@@ -42,7 +42,17 @@ def _comm_of(pid: int) -> str:
         return "?"
 
 
+# The pids kernel threads have on a freshly booted two-CPU machine (kthreadd is 2, and the
+# per-CPU threads and the early workers follow it); the idle task is 0.
+KERNEL_THREAD_PIDS = {
+    "swapper/0": 0,
+    "kworker/u8:0": 11,
+    "ksoftirqd/0": 15,
+    "kworker/u8:2": 52,
+}
+
+
 def run_as_kernel_thread(comm: str) -> contextvars.Token[Task | None]:
-    """Mark the current trio task as the kernel thread ``comm`` (e.g. ``kworker/0:1``)."""
+    """Mark the current trio task as the kernel thread ``comm`` (e.g. ``kworker/u8:2``)."""
     current_caller.set(None)
-    return _kernel_thread.set(Task(1, comm))
+    return _kernel_thread.set(Task(KERNEL_THREAD_PIDS.get(comm, 2), comm))

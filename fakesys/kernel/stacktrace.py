@@ -77,6 +77,11 @@ def current_frames() -> Frames:
     return _frames.get()
 
 
+def current_module_name() -> str | None:
+    """The module of the innermost frame that belongs to one: whose code is calling."""
+    return next((module for _, module in reversed(_frames.get()) if module), None)
+
+
 def stack(*inner: str, module: str | None = None) -> tuple[str, ...]:
     """The current stack with ``inner`` frames (outermost first) on top, innermost first."""
     raw = _frames.get() + frames(*inner, module=module)

@@ -12,11 +12,14 @@ import errno
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ..kernfs import PAGE_SIZE, BinAttribute, ErrnoError, KernfsNode, KernfsRoot, TextAttribute
 from .lockdep import OF_MUTEX, SB_WRITERS, SB_WRITERS_ADDR, held, open_file_addr
 from .stacktrace import SYSCALL_READ, SYSCALL_WRITE, Frames, enter, frames
+
+if TYPE_CHECKING:
+    from .core import Device
 
 T = TypeVar("T")
 
@@ -76,24 +79,25 @@ def _sysfs_ops(cls: type) -> str | None:
 
 
 @functools.cache
-def _show_frames(ops: str | None, name: str) -> Frames:
-    """The frames of a show, shared by every file of that attribute and kind of object."""
+def _show_frames(ops: str | None, name: str | None) -> Frames:
+    """The frames of a show, shared by every file of that attribute and kind of object;
+    ``name`` None when the show pushes its own frame."""
     return SYSCALL_READ + frames(
         "seq_read_iter",
         "kernfs_seq_show",
         "sysfs_kf_seq_show",
         *([f"{ops}_show"] if ops else []),
-        f"{name}_show",
+        *([f"{name}_show"] if name else []),
     )
 
 
 @functools.cache
-def _store_frames(ops: str | None, name: str) -> Frames:
+def _store_frames(ops: str | None, name: str | None) -> Frames:
     return SYSCALL_WRITE + frames(
         "kernfs_fop_write_iter",
         "sysfs_kf_write",
         *([f"{ops}_store"] if ops else []),
-        f"{name}_store",
+        *([f"{name}_store"] if name else []),
     )
 
 
@@ -103,13 +107,17 @@ class SysfsFile(TextAttribute, Generic[T]):
     a closure per callback: a big machine has hundreds of thousands of attribute files."""
 
     __slots__ = ("attr", "obj")
+    #: The show and store push their own frames (a driver's, called through :mod:`.calls`)
+    #: instead of ``<name>_show``/``<name>_store``.
+    own_frames = False
 
     def __init__(self, obj: T, attr: SysfsAttr[T]) -> None:
         self.obj, self.attr = obj, attr
 
     @property
-    def ops(self) -> str | None:
-        return _sysfs_ops(type(self.obj))  # type: ignore[arg-type]  # a type is hashable
+    def _frames(self) -> tuple[str | None, str | None]:
+        ops = _sysfs_ops(type(self.obj))  # type: ignore[arg-type]  # a type is hashable
+        return ops, None if self.own_frames else self.attr.name
 
     @property
     def can_read(self) -> bool:
@@ -121,25 +129,35 @@ class SysfsFile(TextAttribute, Generic[T]):
 
     @property
     def show_name(self) -> str:
-        return f"{self.attr.name}_show"
+        return _show_frames(*self._frames)[-1][0]
 
     def show(self) -> str:
         show = self.attr.show
         if show is None:
             raise ErrnoError(errno.EIO)
-        with enter(_show_frames(self.ops, self.attr.name)):
+        with enter(_show_frames(*self._frames)):
             return show(self.obj)
 
     async def store(self, data: bytes) -> int:
         store = self.attr.store
         if store is None:
             raise ErrnoError(errno.EIO)
-        with enter(_store_frames(self.ops, self.attr.name)), _write_locks(self.attr.name):
+        with enter(_store_frames(*self._frames)), _write_locks(self.attr.name):
             return await store(self.obj, data)
 
 
-def create_file(root: KernfsRoot, parent: KernfsNode, obj: T, attr: SysfsAttr[T]) -> KernfsNode:
-    return root.create_file(parent, attr.name, attr.mode, SysfsFile(obj, attr), size=PAGE_SIZE)
+class _DriverSysfsFile(SysfsFile[T]):
+    __slots__ = ()
+    own_frames = True
+
+
+def create_file(
+    root: KernfsRoot, parent: KernfsNode, obj: T, attr: SysfsAttr[T], *, own_frames: bool = False
+) -> KernfsNode:
+    """The attribute's file; ``own_frames`` when its show and store push their own frames
+    (a driver's, called through :mod:`.calls`) instead of ``<name>_show``/``<name>_store``."""
+    file = (_DriverSysfsFile if own_frames else SysfsFile)(obj, attr)
+    return root.create_file(parent, attr.name, attr.mode, file, size=PAGE_SIZE)
 
 
 def create_bin_file(
@@ -171,3 +189,41 @@ def create_group(
 ) -> None:
     for attr in attrs:
         create_file(root, parent, obj, attr)
+
+
+# -- attributes of a driver's own (DEVICE_ATTR_RO() and device_create_file()) --
+
+
+@dataclass(frozen=True)
+class DeviceAttribute:
+    """``struct device_attribute``: ``show(dev) -> str`` (it cannot sleep) and ``async
+    store(dev, buf) -> int``, either None."""
+
+    name: str
+    mode: int
+    show: Callable[[Device], str] | None = None
+    store: Callable[[Device, bytes], Awaitable[int]] | None = None
+
+
+def device_create_file(dev: Device, attr: DeviceAttribute) -> None:
+    """device_create_file(): the driver's show and store run as its own functions (their
+    frames and module in reports), under ``dev_attr_show``/``dev_attr_store``."""
+    from .calls import call, call_atomic  # noqa: PLC0415 (calls imports the loader)
+
+    kernel = dev.kernel
+    show, store = attr.show, attr.store
+    assert dev.kn is not None
+    sysfs_attr = SysfsAttr["Device"](
+        attr.name,
+        attr.mode,
+        None if show is None else lambda d: call_atomic(kernel, show, d),
+        None if store is None else lambda d, buf: call(kernel, store, d, buf),
+    )
+    create_file(kernel.kernfs, dev.kn, dev, sysfs_attr, own_frames=True)
+
+
+async def device_remove_file(dev: Device, attr: DeviceAttribute) -> None:
+    """device_remove_file(): waits for shows and stores in flight (kernfs_drain())."""
+    kn = dev.kn.lookup(attr.name) if dev.kn is not None else None
+    if kn is not None:
+        await dev.kernel.kernfs.remove(kn)

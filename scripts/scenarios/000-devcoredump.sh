@@ -27,7 +27,7 @@ expect_eq "module reference held by the dump" 1 "$(cat sys/module/dump_legacy/re
 echo dump_legacy.0 > $drivers/dump_legacy/unbind
 expect_eq "dump after unbind" present "$([ -e $class/$dcd ] && echo present || echo absent)"
 cat $class/$dcd/data > /dev/null
-expect_report "read after unbind" "$mark" dump_legacy_coredump_read
+expect_report "read after unbind" "$mark" dumper_coredump_read
 expect_taint_b "read after unbind"
 expect_error "rmmod while the dump exists" "Resource temporarily unavailable" \
   bash -c "echo dump_legacy > $ctl/delete_module"

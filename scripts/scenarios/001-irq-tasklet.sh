@@ -29,7 +29,8 @@ say "buggy: devm_request_irq() outlives remove() (cdev_irq_devm)"
 mark=$(kmsg_mark)
 interrupt_in_window cdev_irq_devm
 expect_eq "tasklet scheduled after tasklet_kill()" held "$tasklet_state"
-expect_report "tasklet after devres release" "$mark" cdev_irq_devm_tasklet_handler
+# the softirq code reads the tasklet itself first: it was in the freed devm memory
+expect_report "tasklet after devres release" "$mark" tasklet_action_common
 expect_taint_b "tasklet after devres release"
 rebind cdev_irq_devm cdev_irq_devm.0
 

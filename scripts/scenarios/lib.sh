@@ -111,14 +111,15 @@ while True:
 PY
 }
 
-# expect_report WHAT SEQ FUNCTION: a KASAN use-after-free report in FUNCTION since SEQ
+# expect_report WHAT SEQ FUNCTION [BUG]: a KASAN report of BUG (slab-use-after-free unless
+# given) in FUNCTION since SEQ
 expect_report() {
-  local line
+  local line bug=${4:-slab-use-after-free}
   line=$(kmsg_since "$2" | grep -m1 '^BUG: KASAN: ')
-  if [[ $line == "BUG: KASAN: slab-use-after-free in $3+"* ]]; then
+  if [[ $line == "BUG: KASAN: $bug in $3+"* ]]; then
     ok "$1: $line"
   else
-    fail "$1: expected a use-after-free report in $3, got '${line:-no report}'"
+    fail "$1: expected a $bug report in $3, got '${line:-no report}'"
   fi
 }
 

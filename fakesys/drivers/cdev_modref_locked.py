@@ -1,0 +1,192 @@
+"""cdev_modref_locked: the fix of cdev_modref_racy (the 2002 driverfs race, Keith Owens on
+LKML, "Re: Driverfs updates", July 2002: "I suggest you add a global driverfs_lock").
+
+open() looks the driver up and takes its module reference under the driver lock, and so do
+the paths that take the driver away: the module's exit takes the lock before it unregisters
+the driver, and remove() takes it before it marks the device gone. An unload that races with
+an open either finds the reference taken (EWOULDBLOCK) or makes the open fail cleanly with
+ENXIO, and an unbind makes it fail with ENODEV. ``diff cdev_modref_racy.py
+cdev_modref_locked.py`` is the fix.
+"""
+
+from __future__ import annotations
+
+from fakesys.drivers.lifetime import (
+    POLLERR,
+    POLLHUP,
+    LifetimeRx,
+    lifetime_class,
+    lifetime_node_add,
+    lifetime_node_del,
+    lifetime_rx_copy,
+    lifetime_rx_init,
+    lifetime_rx_irq,
+    lifetime_rx_poll,
+    lifetime_rx_wait,
+)
+from fakesys.linux import (
+    DEFINE_MUTEX,
+    ENODEV,
+    ENXIO,
+    Cdev,
+    Device,
+    Driver,
+    ErrnoError,
+    File,
+    FileOperations,
+    Inode,
+    Kref,
+    PlatformDevice,
+    PlatformDriver,
+    Struct,
+    container_of,
+    driver_register,
+    driver_unregister,
+    free_irq,
+    hold_point,
+    kernel_function,
+    kfree,
+    kref_get,
+    kref_init,
+    kref_put,
+    kzalloc,
+    module_exit,
+    module_init,
+    module_put,
+    mutex_lock,
+    mutex_unlock,
+    platform_get_drvdata,
+    platform_get_irq,
+    platform_set_drvdata,
+    request_irq,
+    this_module,
+    try_module_get,
+    wake_up,
+)
+
+THIS_MODULE = this_module()
+DRIVER_NAME = "cdev_modref_locked"
+modref_nodes = lifetime_class("modlocked")
+modref_lock = DEFINE_MUTEX("modref_lock")
+
+
+class Modref(Struct, var="priv"):
+    """struct modref: one bound device, reference counted."""
+
+    ref: Kref
+    cdev: Cdev
+    rx: LifetimeRx
+    dev: Device
+    gone: bool
+
+
+@kernel_function
+def get_driver(drv: Driver) -> Driver | None:
+    """The 2002 get_driver(): pin the driver's module; None if it is going."""
+    if drv.owner is not None and not try_module_get(drv.owner):
+        return None
+    return drv
+
+
+def to_priv(file: File) -> Modref:
+    priv = file.private_data
+    assert isinstance(priv, Modref)
+    return priv
+
+
+def modref_free(ref: Kref) -> None:
+    kfree(container_of(ref, Modref, "ref"))
+
+
+async def modref_open(inode: Inode, file: File) -> None:
+    priv = container_of(inode.i_cdev, Modref, "cdev")
+    await mutex_lock(modref_lock)
+    try:
+        drv = modref_driver  # scan_driver_list()
+        await hold_point("module_get", priv.rx.hw)
+        if get_driver(drv) is None:
+            raise ErrnoError(ENXIO)
+        if priv.gone:
+            module_put(drv.owner)
+            raise ErrnoError(ENODEV)
+        kref_get(priv.ref)
+    finally:
+        mutex_unlock(modref_lock)
+    file.private_data = priv
+
+
+async def modref_read(file: File, count: int) -> bytes:
+    priv = to_priv(file)
+    await lifetime_rx_wait(priv.rx, file, lambda: priv.gone)
+    if priv.gone:
+        raise ErrnoError(ENODEV)
+    return await lifetime_rx_copy(priv.rx, count)
+
+
+async def modref_write(file: File, data: bytes) -> int:
+    if to_priv(file).gone:
+        raise ErrnoError(ENODEV)
+    return len(data)
+
+
+def modref_poll(file: File) -> int:
+    priv = to_priv(file)
+    if priv.gone:
+        return POLLERR | POLLHUP
+    return lifetime_rx_poll(priv.rx, file)
+
+
+async def modref_release(inode: Inode, file: File) -> None:
+    kref_put(to_priv(file).ref, modref_free)
+    module_put(THIS_MODULE)
+
+
+modref_fops = FileOperations(
+    open=modref_open,
+    read=modref_read,
+    write=modref_write,
+    poll=modref_poll,
+    release=modref_release,
+)
+
+
+async def modref_probe(pdev: PlatformDevice) -> None:
+    priv = kzalloc(Modref)
+    kref_init(priv.ref)
+    lifetime_rx_init(priv.rx, pdev)
+    irq = platform_get_irq(pdev, 0)
+    request_irq(irq, lifetime_rx_irq, 0, DRIVER_NAME, priv.rx)
+    try:
+        priv.dev = await lifetime_node_add(modref_nodes, pdev, priv.cdev, modref_fops)
+    except ErrnoError:
+        free_irq(irq, priv.rx)
+        kref_put(priv.ref, modref_free)
+        raise
+    platform_set_drvdata(pdev, priv)
+
+
+async def modref_remove(pdev: PlatformDevice) -> None:
+    priv = platform_get_drvdata(pdev)
+    assert isinstance(priv, Modref)
+    await lifetime_node_del(modref_nodes, priv.cdev, priv.dev)
+    free_irq(platform_get_irq(pdev, 0), priv.rx)
+    await mutex_lock(modref_lock)
+    priv.gone = True
+    mutex_unlock(modref_lock)
+    wake_up(priv.rx.wait)
+    kref_put(priv.ref, modref_free)
+
+
+modref_driver = PlatformDriver(name=DRIVER_NAME, probe=modref_probe, remove=modref_remove)
+
+
+@module_init
+async def modref_init() -> None:
+    await driver_register(modref_driver)
+
+
+@module_exit
+async def modref_exit() -> None:
+    await mutex_lock(modref_lock)  # an open in flight finishes first; later ones fail
+    mutex_unlock(modref_lock)
+    await driver_unregister(modref_driver)

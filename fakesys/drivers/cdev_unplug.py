@@ -1,0 +1,174 @@
+"""cdev_unplug: a driver on the V4L2 unplug RFC ("v4l: v4l2-dev: Add infrastructure to protect
+device unplug race", :mod:`.v4l2_dev`).
+
+Its file operations use device-managed resources (devm_kzalloc(): freed by devres after
+remove()) inside enter/exit sections. remove() calls video_device_unplug(), which refuses new
+sections (ENODEV), wakes the readers blocked in one, and waits until every section has
+exited: only then does remove() return and devres free the resources. The files' own state
+is reference counted, so a close after the unbind is safe too.
+"""
+
+from __future__ import annotations
+
+from fakesys.drivers.lifetime import (
+    POLLERR,
+    POLLHUP,
+    LifetimeRx,
+    lifetime_class,
+    lifetime_node_add,
+    lifetime_node_del,
+    lifetime_rx_copy,
+    lifetime_rx_init,
+    lifetime_rx_irq,
+    lifetime_rx_poll,
+    lifetime_rx_wait,
+)
+from fakesys.drivers.v4l2_dev import (
+    VideoDeviceUnplug,
+    video_device_enter,
+    video_device_exit,
+    video_device_init,
+    video_device_unplug,
+)
+from fakesys.linux import (
+    ENODEV,
+    Cdev,
+    Device,
+    ErrnoError,
+    File,
+    FileOperations,
+    Inode,
+    Kref,
+    PlatformDevice,
+    PlatformDriver,
+    Ptr,
+    Struct,
+    container_of,
+    devm_kzalloc,
+    free_irq,
+    kfree,
+    kref_get,
+    kref_init,
+    kref_put,
+    kzalloc,
+    module_platform_driver,
+    platform_get_drvdata,
+    platform_get_irq,
+    platform_set_drvdata,
+    request_irq,
+    this_module,
+    u32,
+)
+
+THIS_MODULE = this_module()
+unplug_nodes = lifetime_class("unplug")
+
+
+class UnplugResources(Struct, name="unplug_resources", var="res"):
+    """What the file operations use of the device: devm-managed, freed after remove()."""
+
+    regs: u32
+    frames: u32
+
+
+class UnplugDev(Struct, name="unplug_dev", var="udev"):
+    """struct unplug_dev: one bound device."""
+
+    ref: Kref
+    vdev: VideoDeviceUnplug
+    cdev: Cdev
+    rx: LifetimeRx
+    dev: Device
+    res: Ptr[UnplugResources]
+
+
+def to_udev(file: File) -> UnplugDev:
+    udev = file.private_data
+    assert isinstance(udev, UnplugDev)
+    return udev
+
+
+def unplug_free(ref: Kref) -> None:
+    kfree(container_of(ref, UnplugDev, "ref"))
+
+
+async def unplug_open(inode: Inode, file: File) -> None:
+    udev = container_of(inode.i_cdev, UnplugDev, "cdev")
+    kref_get(udev.ref)
+    file.private_data = udev
+
+
+async def unplug_read(file: File, count: int) -> bytes:
+    udev = to_udev(file)
+    if not video_device_enter(udev.vdev):
+        raise ErrnoError(ENODEV)
+    try:
+        udev.res.frames += 1
+        await lifetime_rx_wait(udev.rx, file, lambda: udev.vdev.unplugged)
+        if udev.vdev.unplugged:
+            raise ErrnoError(ENODEV)
+        return await lifetime_rx_copy(udev.rx, count)
+    finally:
+        video_device_exit(udev.vdev)
+
+
+async def unplug_write(file: File, data: bytes) -> int:
+    udev = to_udev(file)
+    if not video_device_enter(udev.vdev):
+        raise ErrnoError(ENODEV)
+    try:
+        udev.res.regs = len(data)
+        return len(data)
+    finally:
+        video_device_exit(udev.vdev)
+
+
+def unplug_poll(file: File) -> int:
+    udev = to_udev(file)
+    if udev.vdev.unplugged:
+        return POLLERR | POLLHUP
+    return lifetime_rx_poll(udev.rx, file)
+
+
+async def unplug_release(inode: Inode, file: File) -> None:
+    kref_put(to_udev(file).ref, unplug_free)
+
+
+unplug_fops = FileOperations(
+    owner=THIS_MODULE,
+    open=unplug_open,
+    read=unplug_read,
+    write=unplug_write,
+    poll=unplug_poll,
+    release=unplug_release,
+)
+
+
+async def unplug_probe(pdev: PlatformDevice) -> None:
+    udev = kzalloc(UnplugDev)
+    kref_init(udev.ref)
+    video_device_init(udev.vdev)
+    udev.res = devm_kzalloc(pdev, UnplugResources)
+    lifetime_rx_init(udev.rx, pdev)
+    irq = platform_get_irq(pdev, 0)
+    request_irq(irq, lifetime_rx_irq, 0, "cdev_unplug", udev.rx)
+    try:
+        udev.dev = await lifetime_node_add(unplug_nodes, pdev, udev.cdev, unplug_fops)
+    except ErrnoError:
+        free_irq(irq, udev.rx)
+        kref_put(udev.ref, unplug_free)
+        raise
+    platform_set_drvdata(pdev, udev)
+
+
+async def unplug_remove(pdev: PlatformDevice) -> None:
+    udev = platform_get_drvdata(pdev)
+    assert isinstance(udev, UnplugDev)
+    await lifetime_node_del(unplug_nodes, udev.cdev, udev.dev)
+    await video_device_unplug(udev.vdev, udev.rx.wait)
+    free_irq(platform_get_irq(pdev, 0), udev.rx)
+    kref_put(udev.ref, unplug_free)
+
+
+unplug_driver = PlatformDriver(name="cdev_unplug", probe=unplug_probe, remove=unplug_remove)
+module_platform_driver(unplug_driver)

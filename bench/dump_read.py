@@ -24,13 +24,13 @@ from _daemons import CPU, fakesys, floorfs, start, stop
 SCENARIO = """
 [[module]]
 name = "bigdump"
+devcoredump = "fixed"
+params = {{ size = {size} }}
 
 [[driver]]
+impl = "dump_put"
 name = "bigdump"
-bus = "platform"
 module = "bigdump"
-dump = "fixed"
-dump_size = {size}
 
 [[device]]
 bus = "platform"

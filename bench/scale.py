@@ -44,28 +44,16 @@ name = "fakegpu"
 name = "fakeserial"
 
 [[driver]]
-name = "foo"
-bus = "platform"
+impl = "foo"
 module = "foo"
 
 [[driver]]
-name = "fakegpu"
-bus = "pci"
+impl = "fakegpu"
 module = "fakegpu"
-ids = [{ vendor = 0x1234, device = 0x1111 }]
-dump = "fixed"
-dump_format = "text"
-dump_size = 65536
-dump_timeout = 3600
 
 [[driver]]
-name = "fakeserial"
-bus = "hotplug"
+impl = "fakeserial"
 module = "fakeserial"
-policy = "refcounted"
-class = "tty"
-node = "ttyUSB"
-mode = 0o660
 
 [[device]]
 bus = "pci"

@@ -81,7 +81,10 @@ class KernfsNode:
         self.root = root
         self.name = name
         self.mode = mode
-        self.ino = root.new_ino()
+        # The next inode number; the table's entry is filled once the node is linked.
+        inodes = root._inodes
+        self.ino = len(inodes)
+        inodes.append(None)
         self.parent: KernfsNode | None = None
         self.ctime_ns = root.stamp()
         self.iattr: KernfsIattrs | None = None
@@ -296,10 +299,6 @@ class KernfsRoot:
         assert self.root.ino == ROOT_INO
         self._inodes[ROOT_INO] = self.root
 
-    def new_ino(self) -> int:
-        self._inodes.append(None)
-        return len(self._inodes) - 1
-
     def inode(self, ino: int) -> KernfsNode | None:
         """The live node with this inode number."""
         return self._inodes[ino] if 0 < ino < len(self._inodes) else None
@@ -312,14 +311,15 @@ class KernfsRoot:
         return self._stamp
 
     def _link(self, parent: KernfsNode, node: KernfsNode) -> KernfsNode:
-        if not isinstance(parent, KernfsDir) or not parent.active:
+        if not isinstance(parent, KernfsDir) or parent._active < 0:
             raise ErrnoError(_errno.ENOENT)
-        if node.name in parent.children:
+        children = parent.children
+        if node.name in children:
             # sysfs_warn_dup() in fs/sysfs/dir.c; the caller logs the warning.
             raise ErrnoError(_errno.EEXIST)
         node.parent = parent
-        parent.children[node.name] = node
-        if node.kind is NodeKind.DIR:
+        children[node.name] = node
+        if isinstance(node, KernfsDir):
             parent.subdirs += 1
         self._inodes[node.ino] = node
         for listener in self.listeners:

@@ -62,7 +62,12 @@ class enter:
 
 def frame(*names: str, module: str | None = None) -> enter:
     """Enter the frames ``names``, outermost first; ``module`` marks them as a module's."""
-    return enter(frames(*names, module=module))
+    return enter(_frames_once(names, module))
+
+
+@functools.lru_cache(maxsize=4096)
+def _frames_once(names: tuple[str, ...], module: str | None) -> Frames:
+    return frames(*names, module=module)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -95,7 +95,7 @@ class ScenarioError(Exception):
 class DriverSpec:
     """A ``[[driver]]``: the code, and what the scenario overrides of it."""
 
-    where: str  # "driver[3]", for errors
+    where: str  # "s.toml: driver[3]", for errors
     path: Path
     var: str | None  # the driver object's name in the file, if the file has several
     module: str | None
@@ -479,7 +479,7 @@ def _parse_driver(entry: _Entry, modules: list[str], base: Path | None) -> Drive
     module = entry.optional("module", str, "a string")
     if module is not None and module not in modules:
         entry.fail("module", f"the name of a [[module]] (no module '{module}')")
-    spec = DriverSpec(entry.where, Path(), None, module, name, bus)
+    spec = DriverSpec(f"{entry.source}: {entry.where}", Path(), None, module, name, bus)
     if impl is None:
         assert name is not None
         impl = _parse_legacy(entry, spec, name)

@@ -15,11 +15,9 @@ from fakesys.drivers.lifetime import (
     POLLHUP,
     LifetimeRx,
     lifetime_class,
-    lifetime_node_add,
-    lifetime_node_del,
+    lifetime_device_add,
+    lifetime_device_del,
     lifetime_rx_copy,
-    lifetime_rx_init,
-    lifetime_rx_irq,
     lifetime_rx_poll,
     lifetime_rx_wait,
 )
@@ -45,7 +43,6 @@ from fakesys.linux import (
     Struct,
     container_of,
     devm_kzalloc,
-    free_irq,
     kfree,
     kref_get,
     kref_init,
@@ -53,9 +50,7 @@ from fakesys.linux import (
     kzalloc,
     module_platform_driver,
     platform_get_drvdata,
-    platform_get_irq,
     platform_set_drvdata,
-    request_irq,
     this_module,
     u32,
 )
@@ -149,13 +144,9 @@ async def unplug_probe(pdev: PlatformDevice) -> None:
     kref_init(udev.ref)
     video_device_init(udev.vdev)
     udev.res = devm_kzalloc(pdev, UnplugResources)
-    lifetime_rx_init(udev.rx, pdev)
-    irq = platform_get_irq(pdev, 0)
-    request_irq(irq, lifetime_rx_irq, 0, "cdev_unplug", udev.rx)
     try:
-        udev.dev = await lifetime_node_add(unplug_nodes, pdev, udev.cdev, unplug_fops)
+        udev.dev = await lifetime_device_add(unplug_nodes, pdev, udev.cdev, udev.rx, unplug_fops)
     except ErrnoError:
-        free_irq(irq, udev.rx)
         kref_put(udev.ref, unplug_free)
         raise
     platform_set_drvdata(pdev, udev)
@@ -164,9 +155,8 @@ async def unplug_probe(pdev: PlatformDevice) -> None:
 async def unplug_remove(pdev: PlatformDevice) -> None:
     udev = platform_get_drvdata(pdev)
     assert isinstance(udev, UnplugDev)
-    await lifetime_node_del(unplug_nodes, udev.cdev, udev.dev)
+    await lifetime_device_del(unplug_nodes, pdev, udev.cdev, udev.rx, udev.dev)
     await video_device_unplug(udev.vdev, udev.rx.wait)
-    free_irq(platform_get_irq(pdev, 0), udev.rx)
     kref_put(udev.ref, unplug_free)
 
 

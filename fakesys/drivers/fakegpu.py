@@ -20,11 +20,9 @@ from fakesys.drivers.lifetime import (
     POLLHUP,
     LifetimeRx,
     lifetime_class,
-    lifetime_node_add,
-    lifetime_node_del,
+    lifetime_device_add,
+    lifetime_device_del,
     lifetime_rx_copy,
-    lifetime_rx_init,
-    lifetime_rx_irq,
     lifetime_rx_poll,
     lifetime_rx_wait,
 )
@@ -47,7 +45,6 @@ from fakesys.linux import (
     dev_coredump_put,
     dev_coredumpm_timeout,
     devm_add_action_or_reset,
-    free_irq,
     kfree,
     kref_get,
     kref_init,
@@ -56,9 +53,7 @@ from fakesys.linux import (
     module_param,
     module_pci_driver,
     pci_get_drvdata,
-    pci_irq_vector,
     pci_set_drvdata,
-    request_irq,
     this_module,
     wake_up,
 )
@@ -167,15 +162,11 @@ async def fakegpu_devcoredump_fini(data: object) -> None:
 async def fakegpu_probe(pdev: PciDevice) -> None:
     gdev = kzalloc(FakegpuDevice)
     kref_init(gdev.ref)
-    lifetime_rx_init(gdev.rx, pdev)
-    irq = pci_irq_vector(pdev, 0)
-    request_irq(irq, lifetime_rx_irq, 0, DRIVER_NAME, gdev.rx)
     try:
-        gdev.primary = await lifetime_node_add(
-            fakegpu_nodes, pdev, gdev.cdev, fakegpu_fops, devtype="drm_minor"
+        gdev.primary = await lifetime_device_add(
+            fakegpu_nodes, pdev, gdev.cdev, gdev.rx, fakegpu_fops, devtype="drm_minor"
         )
     except ErrnoError:
-        free_irq(irq, gdev.rx)
         kref_put(gdev.ref, fakegpu_release)
         raise
     pci_set_drvdata(pdev, gdev)
@@ -185,9 +176,8 @@ async def fakegpu_probe(pdev: PciDevice) -> None:
 async def fakegpu_remove(pdev: PciDevice) -> None:
     gdev = pci_get_drvdata(pdev)
     assert isinstance(gdev, FakegpuDevice)
-    await lifetime_node_del(fakegpu_nodes, gdev.cdev, gdev.primary)  # drm_dev_unplug()
-    gdev.unplugged = True
-    free_irq(pci_irq_vector(pdev, 0), gdev.rx)
+    await lifetime_device_del(fakegpu_nodes, pdev, gdev.cdev, gdev.rx, gdev.primary)
+    gdev.unplugged = True  # drm_dev_unplug()
     wake_up(gdev.rx.wait)
     kref_put(gdev.ref, fakegpu_release)
 

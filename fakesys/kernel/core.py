@@ -262,9 +262,7 @@ async def device_add(dev: Device) -> None:
     root = kernel.kernfs
     parent_kn = _parent_dir(dev)
     if parent_kn.lookup(dev.name) is not None:
-        kernel.log.emit(
-            KERN_ERR, f"sysfs: cannot create duplicate filename '{parent_kn.path()}/{dev.name}'"
-        )
+        root.duplicate(parent_kn, dev.name)
         raise ErrnoError(errno.EEXIST)
     if dev.parent is not None:
         get_device(dev.parent)

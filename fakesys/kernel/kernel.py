@@ -36,6 +36,7 @@ from .platform import PlatformBus
 from .printk import KERN_NOTICE, KERN_WARNING, DevKmsg, PrintkBuffer
 from .sched import current
 from .slab import Slab
+from .stacktrace import stack
 from .timer import TimerList
 from .workqueue import Clock, DelayedWork
 
@@ -62,7 +63,7 @@ class Kernel:
     def __init__(self) -> None:
         self.clock = Clock()
         self.log = PrintkBuffer(self.clock.now_ns)
-        self.kernfs = KernfsRoot(warn=self._kernfs_warning)
+        self.kernfs = KernfsRoot(warn=self._kernfs_warning, duplicate=self._sysfs_warn_dup)
         self.taint = Taint()
         self.lockdep = Lockdep(self)
         self.kasan = Kasan(
@@ -143,6 +144,21 @@ class Kernel:
 
         contextvars.Context().run(self.nursery.start_soon, guarded)
         self.deferred_tasks += 1
+
+    def _sysfs_warn_dup(self, parent: KernfsNode, name: str) -> None:
+        """sysfs_warn_dup() (fs/sysfs/dir.c): the path below /sys, then the stack."""
+        path = parent.path()
+        if not path.startswith("/sys/") and path != "/sys":
+            return
+        self.log.emit(
+            KERN_WARNING,
+            f"sysfs: cannot create duplicate filename '{path.removeprefix('/sys')}/{name}'",
+        )
+        for line in [*self.dump_stack_header(), "Call Trace:", " <TASK>"]:
+            self.log.emit(KERN_WARNING, line)
+        for frame in stack("sysfs_warn_dup", "dump_stack_lvl"):
+            self.log.emit(KERN_WARNING, f" {frame}")
+        self.log.emit(KERN_WARNING, " </TASK>")
 
     def _kernfs_warning(self, message: str) -> None:
         self.log.emit(KERN_WARNING, message)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ..kernfs import PAGE_SIZE, BinAttribute, ErrnoError, KernfsNode, KernfsRoot, TextAttribute
 from .lockdep import OF_MUTEX, SB_WRITERS, SB_WRITERS_ADDR, held, open_file_addr
+from .slab import Embedded
 from .stacktrace import SYSCALL_READ, SYSCALL_WRITE, Frames, enter, frames
 
 if TYPE_CHECKING:
@@ -194,20 +195,36 @@ def create_group(
 # -- attributes of a driver's own (DEVICE_ATTR_RO() and device_create_file()) --
 
 
-@dataclass(frozen=True)
-class DeviceAttribute:
-    """``struct device_attribute``: ``show(dev) -> str`` (it cannot sleep) and ``async
-    store(dev, buf) -> int``, either None."""
+class DeviceAttribute(Embedded):
+    """``struct device_attribute``: ``show(dev, attr) -> str`` (it cannot sleep) and ``async
+    store(dev, attr, buf) -> int``, either None. Made whole (``DEVICE_ATTR_RO()``), or
+    embedded in a driver's struct and filled in at probe, as dynamic attributes are; a show
+    then finds its struct with container_of(attr)."""
 
-    name: str
-    mode: int
-    show: Callable[[Device], str] | None = None
-    store: Callable[[Device, bytes], Awaitable[int]] | None = None
+    C_SIZE = 48
+
+    def __init__(
+        self,
+        name: str = "",
+        mode: int = 0,
+        show: Callable[[Device, DeviceAttribute], str] | None = None,
+        store: Callable[[Device, DeviceAttribute, bytes], Awaitable[int]] | None = None,
+    ) -> None:
+        self.name = name
+        self.mode = mode
+        self.show = show
+        self.store = store
+
+
+def sysfs_attr_init(attr: DeviceAttribute) -> None:
+    """sysfs_attr_init(): lockdep's key for a dynamic attribute; nothing else to do."""
+    attr.touch(0, 8, write=True)
 
 
 def device_create_file(dev: Device, attr: DeviceAttribute) -> None:
     """device_create_file(): the driver's show and store run as its own functions (their
-    frames and module in reports), under ``dev_attr_show``/``dev_attr_store``."""
+    frames and module in reports), under ``dev_attr_show``/``dev_attr_store``. EEXIST (with
+    the kernel's warning) if the device already has a file of that name."""
     from .calls import call, call_atomic  # noqa: PLC0415 (calls imports the loader)
 
     kernel = dev.kernel
@@ -216,8 +233,8 @@ def device_create_file(dev: Device, attr: DeviceAttribute) -> None:
     sysfs_attr = SysfsAttr["Device"](
         attr.name,
         attr.mode,
-        None if show is None else lambda d: call_atomic(kernel, show, d),
-        None if store is None else lambda d, buf: call(kernel, store, d, buf),
+        None if show is None else lambda d: call_atomic(kernel, show, d, attr),
+        None if store is None else lambda d, buf: call(kernel, store, d, attr, buf),
     )
     create_file(kernel.kernfs, dev.kn, dev, sysfs_attr, own_frames=True)
 

@@ -287,9 +287,15 @@ class KernfsRoot:
     list costs a quarter of a dict, and a removed node leaves only its empty entry.
     """
 
-    def __init__(self, warn: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        warn: Callable[[str], None] | None = None,
+        duplicate: Callable[[KernfsNode, str], None] | None = None,
+    ) -> None:
         #: Where kernfs's own warnings go (the kernel log, once the engine is attached).
         self.warn: Callable[[str], None] = warn or (lambda message: None)
+        #: Told of a name that could not be created because it exists (sysfs_warn_dup()).
+        self.duplicate: Callable[[KernfsNode, str], None] = duplicate or (lambda parent, name: None)
         self.listeners: list[TreeListener] = []
         self._inodes: list[KernfsNode | None] = [None]
         #: The nodes whose removal waits for callbacks in flight, and what it waits on.
@@ -315,7 +321,7 @@ class KernfsRoot:
             raise ErrnoError(_errno.ENOENT)
         children = parent.children
         if node.name in children:
-            # sysfs_warn_dup() in fs/sysfs/dir.c; the caller logs the warning.
+            self.duplicate(parent, node.name)
             raise ErrnoError(_errno.EEXIST)
         node.parent = parent
         children[node.name] = node

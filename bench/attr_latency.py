@@ -73,6 +73,7 @@ def main() -> None:
     os.sched_setaffinity(0, {int(CPU)})
     with tempfile.TemporaryDirectory() as tmp:
         fake_mnt, floor_mnt = Path(tmp, "fakesys"), Path(tmp, "floor")
+        fake_mnt.mkdir()
         floor_mnt.mkdir()
         local = Path(tmp, "local")
         local.write_text("platform:foo\n")

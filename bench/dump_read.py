@@ -69,6 +69,7 @@ def main() -> None:
         scenario = Path(tmp, "bigdump.toml")
         scenario.write_text(SCENARIO.format(size=size))
         fake_mnt, floor_mnt = Path(tmp, "fakesys"), Path(tmp, "floor")
+        fake_mnt.mkdir()
         floor_mnt.mkdir()
         fake = start(fakesys(fake_mnt, scenario))
         floor = start(floorfs(floor_mnt, "--data-mib", str(args.size_mib)))

@@ -81,6 +81,7 @@ def scenario(devices: int) -> str:
 class Daemon:
     def __init__(self, scenario_path: Path, mountpoint: Path) -> None:
         self.mountpoint = mountpoint
+        mountpoint.mkdir()
         started = time.perf_counter()
         self.process = start(fakesys(mountpoint, scenario_path))
         self.ready_seconds = time.perf_counter() - started

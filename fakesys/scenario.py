@@ -40,7 +40,9 @@ import errno
 import functools
 import importlib.resources
 import importlib.util
+import json
 import os
+import re
 import tomllib
 import types
 from collections.abc import Awaitable, Callable
@@ -60,6 +62,7 @@ from .kernel.hotplug import HotplugDevice
 from .kernel.module import load_builtin, load_module
 from .kernel.pci import PCI_ANY_ID, PciBar, PciDevice, PciDeviceId, PciSlot, pci_bus
 from .kernel.platform import PlatformDevice
+from .kernel.printk import KERN_ERR
 from .kernfs import ErrnoError
 
 BUSES = ("platform", "pci", "hotplug")
@@ -85,6 +88,39 @@ DUMP_ERAS = {
 }
 DUMP_FORMATS = ("binary", "text")
 T = TypeVar("T")
+
+# What a name that becomes a directory entry of the tree must be. kobject_add_internal()
+# refuses an empty name, kobject_set_name_vargs() rewrites a '/' (sysfs names never hold one),
+# and no directory entry can be '.', '..', hold a NUL or be longer than NAME_MAX. The
+# kernel's rewriting is not imitated: a scenario with such a name is refused instead.
+NAME_MAX = 255
+SYSFS_NAME = "a sysfs name (not empty, not '.' or '..', no '/' or NUL, at most 255 bytes)"
+# include/linux/module.h: char name[MODULE_NAME_LEN] in struct module, NUL included
+MODULE_NAME_LEN = 56
+MODULE_NAME = "a module name (not empty, not '.' or '..', no '/' or NUL, at most 55 bytes)"
+NODE_NAME = 'a device node name such as "video" or "dri/card" (each part a sysfs name)'
+# The name pci_setup_device() gives a function: "%04x:%02x:%02x.%d" of domain, bus, device
+# (5 bits) and function (3 bits).
+PCI_SLOT = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:(?P<device>[0-9a-f]{2})\.[0-7]")
+PCI_SLOT_NAME = (
+    'a PCI slot name such as "0000:00:02.0" (domain:bus:device.function in lowercase hex, '
+    "device at most 1f, function at most 7)"
+)
+
+
+def is_sysfs_name(name: str, limit: int = NAME_MAX) -> bool:
+    """Whether ``name`` can be a directory entry of the tree (see :data:`SYSFS_NAME`)."""
+    return (
+        name not in ("", ".", "..")
+        and "/" not in name
+        and "\0" not in name
+        and len(name.encode()) <= limit
+    )
+
+
+def _toml_key(key: str) -> str:
+    """``key`` as TOML writes it in a dotted key: bare when it can be, quoted otherwise."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
 
 
 class ScenarioError(Exception):
@@ -156,6 +192,7 @@ class Scenario:
         builtin = [spec for spec in self.drivers if spec.module is None]
         if builtin:
             await self._boot_step(
+                kernel,
                 "built-in drivers",
                 load_builtin(kernel, [s.path for s in builtin], self._configure(kernel, builtin)),
             )
@@ -173,21 +210,26 @@ class Scenario:
                 ) from None
         kernel.module_loader = lambda name: self.load_module(kernel, name)
 
-    async def _boot_step(self, what: str, step: Awaitable[object]) -> None:
-        """Run one step of the boot; what goes wrong in a driver file is the scenario's."""
+    async def _boot_step(self, kernel: Kernel, what: str, step: Awaitable[object]) -> None:
+        """Run one step of the boot; what goes wrong in a driver file is the scenario's. A
+        failed init is said with the errors the kernel logged meanwhile, which tell why (no
+        dynamic major left, ...), as dmesg would after insmod."""
+        logged = kernel.log.next_seq
         try:
             await step
         except ScenarioError:
             raise
         except ErrnoError as e:
+            errors = [r.text for r in kernel.log.records(logged) if r.level <= KERN_ERR]
+            why = f" ({'; '.join(errors)})" if errors else ""
             raise ScenarioError(
-                f"{self.source}: {what}: init failed: {os.strerror(e.errno)}"
+                f"{self.source}: {what}: init failed: {os.strerror(e.errno)}{why}"
             ) from None
         except Exception as e:  # a driver file that does not load
             raise ScenarioError(f"{self.source}: {what}: {_describe(e)}") from None
 
     async def _load(self, kernel: Kernel, name: str) -> None:
-        await self._boot_step(f"module {name}", self.load_module(kernel, name))
+        await self._boot_step(kernel, f"module {name}", self.load_module(kernel, name))
 
     async def load_module(self, kernel: Kernel, name: str) -> None:
         """init_module(): the module, built from the files of its drivers."""
@@ -219,6 +261,11 @@ class Scenario:
                 drv = _driver_of(spec, code)
                 if spec.name is not None:
                     drv.name = spec.name
+                elif not is_sysfs_name(drv.name):
+                    raise ScenarioError(
+                        f"{spec.where}.impl: {spec.path}: expected a driver "
+                        f"named by {SYSFS_NAME}, not {drv.name!r}"
+                    )
                 if spec.bus is not None:
                     drv.bus = kernel.buses[spec.bus]
                 if spec.id_table is not None:
@@ -334,6 +381,20 @@ class _Entry:
             return None
         return self.get(key, kind, expected)
 
+    def name(
+        self,
+        key: str,
+        expected: str = SYSFS_NAME,
+        limit: int = NAME_MAX,
+        default: str | None = None,
+    ) -> str:
+        """A string that becomes a name in the tree, checked as the kernel's naming rules
+        require (:func:`is_sysfs_name`)."""
+        value = self.get(key, str, expected, default)
+        if not is_sysfs_name(value, limit):
+            self.fail(key, expected)
+        return value
+
     def done(self) -> None:
         unknown = sorted(set(self.table) - self.seen)
         if unknown:
@@ -404,8 +465,11 @@ def _parse_legacy(entry: _Entry, spec: DriverSpec, name: str) -> str:
     if policy is not None:
         if policy not in POLICIES:
             entry.fail("policy", " or ".join(repr(p) for p in POLICIES))
-        spec.params["class"] = entry.get("class", str, "a class name", "lifetime")
-        spec.params["node"] = entry.get("node", str, "a device node name prefix", name)
+        spec.params["class"] = entry.name("class", default="lifetime")
+        node = entry.get("node", str, NODE_NAME, name)
+        if not all(map(is_sysfs_name, node.split("/"))):
+            entry.fail("node", NODE_NAME)
+        spec.params["node"] = node
         mode = entry.get("mode", int, "a mode such as 0o600", 0o600)
         if not 0 <= mode <= 0o777:
             entry.fail("mode", "a mode such as 0o600")
@@ -464,11 +528,8 @@ def _parse_ids(entry: _Entry, spec: DriverSpec) -> None:
 
 def _parse_driver(entry: _Entry, modules: list[str], base: Path | None) -> DriverSpec:
     impl = entry.optional("impl", str, 'a driver: "cdev_devm", "mydriver.py" or a module path')
-    name = (
-        entry.get("name", str, "a string")
-        if impl is None
-        else entry.optional("name", str, "a string")
-    )
+    # Given, or (with impl) taken from the driver file, where it is checked at boot.
+    name = entry.name("name") if impl is None or "name" in entry.table else None
     bus = (
         entry.get("bus", str, "a string")
         if impl is None
@@ -501,7 +562,7 @@ def _parse_driver(entry: _Entry, modules: list[str], base: Path | None) -> Drive
 
 
 def _parse_module(entry: _Entry) -> ModuleSpec:
-    module = ModuleSpec(entry.get("name", str, "a string"))
+    module = ModuleSpec(entry.name("name", MODULE_NAME, MODULE_NAME_LEN - 1))
     params = entry.get("params", dict, "a table of module parameters", {})
     for key, value in params.items():
         if not isinstance(value, str | int | bool):
@@ -531,8 +592,10 @@ def _parse_device(
         entry.fail("driver", f"the name of a [[driver]] on bus '{bus}' (no '{spec.driver}')")
     attrs = entry.get("attrs", dict, "a table of attribute names and text values", {})
     for name, value in attrs.items():
-        if not isinstance(value, str) or "/" in name or name in (".", ".."):
-            entry.fail(f"attrs.{name}", "a text value, under a plain file name")
+        if not is_sysfs_name(name):
+            entry.fail(f"attrs.{_toml_key(name)}", f"an attribute name that is {SYSFS_NAME}")
+        if not isinstance(value, str):
+            entry.fail(f"attrs.{_toml_key(name)}", "a text value")
     spec.attrs = dict(attrs)
     spec.produce_every_ms = entry.get("produce_every_ms", int, "a period in milliseconds", 0)
     if spec.produce_every_ms < 0:
@@ -550,15 +613,21 @@ def _parse_device(
 def _parse_bus_device(entry: _Entry, bus: str) -> DeviceSpec:
     """The fields that say which device it is, per bus."""
     if bus == "platform":
-        name = entry.get("name", str, "a string")
+        name = entry.name("name")
         dev_id = entry.get("id", int, "an integer (-1 for none)", -1)
-        return DeviceSpec(bus, name, dev_id)
+        spec = DeviceSpec(bus, name, dev_id)
+        if not is_sysfs_name(spec.dev_name):  # the name and its ".<id>" together
+            entry.fail("name", SYSFS_NAME)
+        return spec
     if bus == "hotplug":
         dev_id = entry.get("id", int, "an integer from 0 to 2147483647")
         if not 0 <= dev_id <= 2**31 - 1:
             entry.fail("id", "an integer from 0 to 2147483647")
         return DeviceSpec(bus, "hotplug", dev_id)
-    slot_name = entry.get("slot", str, 'a PCI slot name such as "0000:00:02.0"')
+    slot_name = entry.get("slot", str, PCI_SLOT_NAME)
+    slot_match = PCI_SLOT.fullmatch(slot_name)
+    if slot_match is None or int(slot_match["device"], 16) > 0x1F:
+        entry.fail("slot", PCI_SLOT_NAME)
     bars = []
     for i, item in enumerate(entry.get("bars", list, "an array of tables", [])):
         bar = _Entry(entry.source, f"{entry.where}.bars[{i}]", item)

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
 
 import pytest
 
@@ -14,13 +17,28 @@ Mount = FakesysMount
 
 pytest_plugins = ["pytester"]
 
-__all__ = ["Mount", "fuse_usable", "wait_blocked_in_read", "wait_until"]
+__all__ = ["Mount", "fakesys_command", "fuse_usable", "wait_blocked_in_read", "wait_until"]
 
 
 @pytest.fixture
 def mount(fakesys: FakesysMount) -> FakesysMount:
     """The tests' name for the plugin's fixture."""
     return fakesys
+
+
+def fakesys_command(
+    *args: str, prefix: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m fakesys ARGS`` run to its end, its output kept; ``prefix`` runs it through
+    another command (``setpriv`` to run it as another user)."""
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "fakesys", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
 
 
 # read(2)'s number, as /proc/<pid>/syscall shows the call a task sleeps in

@@ -473,3 +473,22 @@ def test_debug_locks_back_on_reboots_the_checkers_so_no_splat_follows_taint_b(
     text = lock_cycle(mount, "put")
     start = text.index("WARNING: possible circular locking dependency detected")
     assert text[start + 1] == "6.18.0-fakesys #1 Not tainted"
+
+
+def test_debug_locks_back_on_forgets_the_lock_orders_so_a_cycle_is_reported_again(
+    mount: Mount,
+) -> None:
+    """After a reboot lockdep knows no order: the same cycle, made again, is reported again
+    (so a script that shows it can run twice on one tree)."""
+    assert "WARNING: possible circular locking dependency detected" in lock_cycle(mount, "put")
+    mount.sh(
+        f"echo 1 > {CTL}/debug_locks; echo dump_put.0 > sys/bus/platform/drivers/dump_put/bind",
+        check=True,
+    )
+    mark = mount.kmsg_mark()
+    dump(mount, "dump_put.0")
+    mount.sh("echo 1 > sys/devices/platform/dump_put.0/devcoredump/data", check=True)
+    assert gone(mount, "devcd3")
+    dump(mount, "dump_put.0")
+    mount.sh("echo dump_put.0 > sys/bus/platform/drivers/dump_put/unbind", check=True)
+    assert "WARNING: possible circular locking dependency detected" in mount.kmsg_text(mark)

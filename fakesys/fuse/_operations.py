@@ -18,6 +18,10 @@ Rules kept here (each one avoids a way to wedge or kill the mount):
 * A read that may block (``FileOps.may_block``) waits in slices and watches the opener for a
   pending signal, answering EINTR, because pyfuse3 cannot see FUSE_INTERRUPT.
 * ``flush`` is not implemented (ENOSYS), so the kernel stops sending it.
+* The user who mounted the tree plays root's part in it, as in a user namespace that maps
+  them to 0: the nodes root owns are shown as theirs, and their requests reach the engine as
+  uid 0, so the root-only checks there (PCI config beyond 64 bytes, writes to ``tainted``)
+  let them through. Mounted by root, nothing changes.
 
 Limitations: read and write requests carry no caller, so I/O on a handle is attributed to the
 process that opened it; lseek, ioctl and file locks do not reach the file system.
@@ -96,17 +100,30 @@ class acting_for:
         current_caller.reset(self._token)
 
 
-def _caller(ctx: pyfuse3.RequestContext) -> Caller:
-    return Caller(ctx.pid, ctx.uid, ctx.gid)
+def _in_tree(real: int, owner: int) -> int:
+    """A uid or gid of a request as the tree sees it: the owner's is root's."""
+    return 0 if real == owner else real
+
+
+def _shown(in_tree: int, owner: int) -> int:
+    """A uid or gid of the tree as stat shows it: root's is the owner's."""
+    return owner if in_tree == 0 else in_tree
 
 
 class Operations(pyfuse3.Operations, TreeListener):
     supports_dot_lookup = False
 
-    def __init__(self, tree: KernfsRoot, invalidator: Invalidator) -> None:
+    def __init__(
+        self,
+        tree: KernfsRoot,
+        invalidator: Invalidator,
+        owner: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__()
         self._tree = tree
         self._invalidator = invalidator
+        #: The uid and gid that play root's part (the mounting user's by default).
+        self._owner_uid, self._owner_gid = owner or (os.getuid(), os.getgid())
         #: The kernel's lookup count of every inode, by number (0: unknown to the kernel), and
         #: the nodes it knows that left the tree: those stay answerable (getattr) until the
         #: kernel forgets them. An array: a big tree has hundreds of thousands of inodes.
@@ -141,8 +158,8 @@ class Operations(pyfuse3.Operations, TreeListener):
         attr.st_ino = node.ino
         attr.st_mode = node.st_mode
         attr.st_nlink = node.nlink
-        attr.st_uid = node.uid
-        attr.st_gid = node.gid
+        attr.st_uid = _shown(node.uid, self._owner_uid)
+        attr.st_gid = _shown(node.gid, self._owner_gid)
         attr.st_size = node.size
         attr.st_blksize = 4096
         attr.st_blocks = 0
@@ -152,6 +169,11 @@ class Operations(pyfuse3.Operations, TreeListener):
         attr.entry_timeout = CACHE_TIMEOUT
         attr.attr_timeout = CACHE_TIMEOUT
         return attr
+
+    def _caller(self, ctx: pyfuse3.RequestContext) -> Caller:
+        return Caller(
+            ctx.pid, _in_tree(ctx.uid, self._owner_uid), _in_tree(ctx.gid, self._owner_gid)
+        )
 
     # -- TreeListener: keep removed nodes the kernel knows, wake pollers --
 
@@ -208,14 +230,14 @@ class Operations(pyfuse3.Operations, TreeListener):
         # and mode may be changed by a privileged caller.
         node = self._node(inode)
         if fields.update_mode or fields.update_uid or fields.update_gid:
-            if ctx.uid != 0:
+            if self._caller(ctx).uid != 0:
                 raise pyfuse3.FUSEError(errno.EPERM)
             if fields.update_mode:
                 node.mode = attr.st_mode & 0o7777
             if fields.update_uid:
-                node.uid = attr.st_uid
+                node.uid = _in_tree(attr.st_uid, self._owner_uid)
             if fields.update_gid:
-                node.gid = attr.st_gid
+                node.gid = _in_tree(attr.st_gid, self._owner_gid)
         if fields.update_mtime:
             node.mtime_ns = attr.st_mtime_ns
         return self._attr(node)
@@ -316,7 +338,7 @@ class Operations(pyfuse3.Operations, TreeListener):
     @guarded
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         node = self._node(inode)
-        caller = _caller(ctx)
+        caller = self._caller(ctx)
         with acting_for(caller):
             of = await open_file(node, flags, caller)
         fh = next(self._next_fh)

@@ -78,14 +78,16 @@ async def _debug_locks_store(kernel: Kernel, buf: bytes) -> int:
     A real kernel never turns lock debugging back on: after the first report or taint it stays
     off until reboot, so no lockdep report ever follows taint B. Scripts that share one mount
     still need lockdep for their own step. So turning it back on resets all the one-shot
-    checkers as a reboot would: the taint is cleared and KASAN may report again, and the log
-    says so. Reports after that read as from a freshly booted kernel, as they would be."""
+    checkers as a reboot would: the taint is cleared, KASAN may report again, lockdep forgets
+    the lock orders it has seen, and the log says so. Reports after that read as from a
+    freshly booted kernel, as they would be."""
     if not kstrtobool(buf_to_str(buf)):
         kernel.lockdep.debug_locks_off()
         return len(buf)
     if kernel.lockdep.debug_locks:
         return len(buf)
     kernel.lockdep.debug_locks = True
+    kernel.lockdep.forget_dependencies()
     tainted = kernel.taint.mask
     kernel.taint.clear()
     kernel.kasan.reported = False

@@ -167,6 +167,11 @@ class Lockdep:
         self.debug_locks = False
         return was_on
 
+    def forget_dependencies(self) -> None:
+        """Forget every order recorded, as a reboot does, so that a cycle made again is
+        reported again. The classes keep their names (``kn->active#N``)."""
+        self._deps.clear()
+
     def kn_active_class(self, key: str) -> LockClass:
         """The lockdep class of a kernfs node's active reference (one per attribute)."""
         if key not in self._active_classes:

@@ -5,6 +5,7 @@
 # wakes blocked operations, waits for the sections in flight to exit, and only then lets the
 # driver free the resources. The devm driver, without sections, frees them under the read.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_bound cdev_unplug cdev_unplug.0
 
 mark=$(kmsg_mark)
 taint_before=$(taint)

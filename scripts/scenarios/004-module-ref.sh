@@ -6,6 +6,11 @@
 # driver memory. With the driver lock, which unload also takes, the open fails cleanly.
 # And a module whose device is open cannot be removed at all.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+for drv in cdev_modref_locked cdev_modref_racy; do
+  need_bound $drv $drv.0
+  refcnt=$(cat sys/module/$drv/refcnt)
+  [ "$refcnt" = 0 ] || needs "module $drv unused, to unload it (refcnt $refcnt: a file is open elsewhere)"
+done
 
 reload() {
   [ -d "sys/module/$1" ] || echo "$1" > $ctl/init_module

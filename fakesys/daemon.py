@@ -13,6 +13,12 @@ access to mountpoint``) is the reason given, in one line.
 For ``fakesys run``, whose namespaces it shares, the daemon also broadcasts every uevent on
 netlink (:mod:`fakesys.netlink`) and keeps the namespace's /dev in step with the tree
 (:mod:`fakesys.dev_mirror`).
+
+Shutdown takes the same time at any size. Dropping a mount drops the kernel's cache of it,
+every dentry and inode (about 2 us each: half a second after a ``find`` over 10,000 devices),
+in the process that drops the mount's last reference; a child that holds the mount's root
+open and ends with the daemon does that, after the daemon has exited. Nor is the daemon's own
+heap freed object by object: once the mount is gone, the process just ends.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import logging
 import os
 import signal
 import stat
+import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -166,7 +173,11 @@ async def serve(
     debug_fuse: bool = False,
     netlink: UeventNetlink | None = None,
     mirror_dev: str | None = None,
+    keep: list[object] | None = None,
 ) -> None:
+    """Boot ``scenario`` and serve it on ``mountpoint`` until a signal. What must outlive this
+    call until the process ends (the kernel, the child that holds the mount) goes in ``keep``."""
+    keep = [] if keep is None else keep
     # The signals are taken from the start and for good, so that one at any moment (during
     # the boot, just after the mount line, a second Ctrl-C while shutting down) unmounts
     # cleanly instead of ending the process with a traceback.
@@ -180,6 +191,7 @@ async def serve(
             finally:
                 gc.freeze()
                 gc.enable()
+            keep.append(kernel)
             invalidator = Invalidator()
             operations = Operations(kernel.kernfs, invalidator)
             libfuse_stderr = LibfuseStderr()
@@ -197,12 +209,15 @@ async def serve(
                 async with trio.open_nursery() as fuse:
                     fuse.start_soon(invalidator.run)
                     fuse.start_soon(operations.interrupts.run)
-                    fuse.start_soon(_stop_on_signal, signals, operations, fuse.cancel_scope)
+                    fuse.start_soon(
+                        _stop_on_signal, signals, operations, fuse.cancel_scope, mountpoint, keep
+                    )
                     fuse.start_soon(_ready, kernel, mirror, f"{scenario.source} on {mountpoint}")
-                    await pyfuse3.main(min_tasks=4, max_tasks=MAX_TASKS)
+                    await pyfuse3.main(min_tasks=1, max_tasks=MAX_TASKS)
                     fuse.cancel_scope.cancel()
             finally:
                 operations.drop_poll_handles()
+                invalidator.close(SHUTDOWN_GRACE)
                 pyfuse3.close(unmount=True)
             print(f"fakesys: unmounted {mountpoint}", flush=True)
             engine.cancel_scope.cancel()
@@ -217,16 +232,42 @@ async def _ready(kernel: Kernel, mirror: DevMirror | None, what: str) -> None:
 
 
 async def _stop_on_signal(
-    signals: AsyncIterator[int], operations: Operations, cancel_scope: trio.CancelScope
+    signals: AsyncIterator[int],
+    operations: Operations,
+    cancel_scope: trio.CancelScope,
+    mountpoint: str,
+    keep: list[object],
 ) -> None:
     async for signum in signals:
         log.info("%s: unmounting", signal.Signals(signum).name)
         operations.interrupts.stop()
+        # In a thread: opening the root may ask this file system, which still answers.
+        with trio.move_on_after(SHUTDOWN_GRACE):
+            try:
+                holder = await trio.to_thread.run_sync(
+                    _mount_holder, mountpoint, abandon_on_cancel=True
+                )
+            except OSError as e:
+                log.warning("no child to hold the mount while it is dropped: %s", e)
+            else:
+                keep.append(holder)
         pyfuse3.terminate()
         break
     # pyfuse3.main() returns once the handlers in flight are done; do not wait forever.
     await trio.sleep(SHUTDOWN_GRACE)
     cancel_scope.cancel()
+
+
+def _mount_holder(mountpoint: str) -> subprocess.Popen[bytes]:
+    """A child that holds the mount's root open until this process ends (its stdin is a pipe
+    from here), so that it drops the mount's last reference: see the module's docstring."""
+    fd = os.open(mountpoint, os.O_PATH | os.O_DIRECTORY)
+    try:
+        return subprocess.Popen(
+            ["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, pass_fds=(fd,)
+        )
+    finally:
+        os.close(fd)
 
 
 def run(
@@ -249,16 +290,23 @@ def run(
         print(f"fakesys: --netlink: {e.strerror}", file=sys.stderr)
         return 1
     # Errors from the boot or the mount come out of the engine's nursery in a group.
+    keep: list[object] = []
     status = 0
     try:
-        trio.run(serve, scenario, mountpoint, debug_fuse, uevent_netlink, mirror_dev)
+        trio.run(serve, scenario, mountpoint, debug_fuse, uevent_netlink, mirror_dev, keep)
     except* ScenarioError as scenario_errors:
         _report(scenario_errors)
         status = 2
     except* MountFailed as mount_errors:
         _report(mount_errors)
         status = 1
-    return status
+    if status:
+        return status
+    # The mount is gone; end without freeing the heap (see the module's docstring).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _report(group: BaseExceptionGroup[Exception]) -> None:

@@ -217,7 +217,9 @@ class Scenario:
             await self._boot_step(
                 kernel,
                 "built-in drivers",
-                load_builtin(kernel, [s.path for s in builtin], self._configure(kernel, builtin)),
+                load_builtin(
+                    kernel, [(s.path, s.params) for s in builtin], self._configure(kernel, builtin)
+                ),
             )
         for i, dev_spec in enumerate(self.devices):
             try:

@@ -166,3 +166,18 @@ async def test_a_probe_that_fails_half_way_leaves_nothing_behind(
 async def test_the_example_driver_loads_by_relative_path(nursery: trio.Nursery) -> None:
     kernel = await booted(nursery, str(THERMO / "scenario.toml"))
     assert sorted(kernel.modules) == ["thermo", "thermo_fixed"]
+
+
+async def test_a_built_in_policy_driver_reads_its_node_class_and_mode(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(
+        '[[driver]]\nname = "b"\nbus = "platform"\npolicy = "refcounted"\n'
+        'node = "builtin"\nclass = "things"\nmode = 0o640\n\n'
+        '[[device]]\nbus = "platform"\nname = "b"\nid = 0\n'
+    )
+    kernel = await boot(load(str(path)), nursery)
+    node = kernel.lookup("dev/builtin0")
+    assert node is not None and node.mode == 0o640
+    assert kernel.lookup("sys/class/things/builtin0") is not None

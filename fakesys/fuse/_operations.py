@@ -6,6 +6,10 @@ Rules kept here (each one avoids a way to wedge or kill the mount):
   logged and answered with EIO. pyfuse3 lets any other exception end the session.
 * Files are served with direct_io and no page cache, so every read reaches the tree and the
   size reported by stat (4096 for a text attribute, 0 for a dump) does not cut reads short.
+  Not even an attribute that never changes can be kept in the page cache: there a read
+  stops at the cached size, and a read shorter than the page (any text shorter than 4096
+  bytes) makes the kernel shrink that size to the text's length, which `ls -l` and
+  `stat -c %s` then show, and sysfs says 4096.
 * Entries and attributes are cached by the kernel for an hour, and every change that stat or a
   path walk could see is announced at once by the :class:`~._invalidator.Invalidator`; a
   write(2) returns only after the notices submitted until then reached the kernel.
@@ -25,14 +29,14 @@ process that opened it; lseek, ioctl and file locks do not reach the file system
 
 from __future__ import annotations
 
+import array
 import bisect
-import contextlib
 import errno
 import functools
 import itertools
 import logging
 import os
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
@@ -80,13 +84,20 @@ def guarded(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[An
     return wrapper
 
 
-@contextlib.contextmanager
-def acting_for(caller: Caller) -> Iterator[None]:
-    token = current_caller.set(caller)
-    try:
-        yield
-    finally:
-        current_caller.reset(token)
+class acting_for:
+    """Run a callback on behalf of ``caller``. A class, not a generator-based context
+    manager: every open, read, write and release enters one."""
+
+    __slots__ = ("_caller", "_token")
+
+    def __init__(self, caller: Caller) -> None:
+        self._caller = caller
+
+    def __enter__(self) -> None:
+        self._token = current_caller.set(self._caller)
+
+    def __exit__(self, *exc_info: object) -> None:
+        current_caller.reset(self._token)
 
 
 def _in_tree(real: int, owner: int) -> int:
@@ -113,9 +124,10 @@ class Operations(pyfuse3.Operations, TreeListener):
         self._invalidator = invalidator
         #: The uid and gid that play root's part (the mounting user's by default).
         self._owner_uid, self._owner_gid = owner or (os.getuid(), os.getgid())
-        #: The kernel's lookup count of every inode it knows, and the nodes among them that
-        #: left the tree: those stay answerable (getattr) until the kernel forgets them.
-        self._lookups: dict[int, int] = {}
+        #: The kernel's lookup count of every inode, by number (0: unknown to the kernel), and
+        #: the nodes it knows that left the tree: those stay answerable (getattr) until the
+        #: kernel forgets them. An array: a big tree has hundreds of thousands of inodes.
+        self._lookups = array.array("Q")
         self._zombies: dict[int, KernfsNode] = {}
         self._handles: dict[int, OpenFile] = {}
         self._dirs: dict[int, list[KernfsNode]] = {}
@@ -130,13 +142,16 @@ class Operations(pyfuse3.Operations, TreeListener):
     # -- inode bookkeeping --
 
     def _node(self, ino: int) -> KernfsNode:
-        node = self._tree.inodes.get(ino) or self._zombies.get(ino)
+        node = self._tree.inode(ino) or self._zombies.get(ino)
         if node is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
         return node
 
     def _remember(self, node: KernfsNode) -> None:
-        self._lookups[node.ino] = self._lookups.get(node.ino, 0) + 1
+        lookups = self._lookups
+        if node.ino >= len(lookups):
+            lookups.frombytes(bytes(lookups.itemsize * max(node.ino + 1, 2 * len(lookups))))
+        lookups[node.ino] += 1
 
     def _attr(self, node: KernfsNode) -> pyfuse3.EntryAttributes:
         attr = pyfuse3.EntryAttributes()
@@ -163,7 +178,7 @@ class Operations(pyfuse3.Operations, TreeListener):
     # -- TreeListener: keep removed nodes the kernel knows, wake pollers --
 
     def unlinked(self, node: KernfsNode) -> None:
-        if node.ino in self._lookups:
+        if node.ino < len(self._lookups) and self._lookups[node.ino]:
             self._zombies[node.ino] = node
 
     def changed(self, node: KernfsNode) -> None:
@@ -188,15 +203,15 @@ class Operations(pyfuse3.Operations, TreeListener):
         return self._attr(child)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        lookups = self._lookups
         for ino, nlookup in inode_list:
-            count = self._lookups.get(ino)
-            if count is None:
+            if ino >= len(lookups):
                 continue
-            if count <= nlookup:
-                del self._lookups[ino]
+            if lookups[ino] <= nlookup:
+                lookups[ino] = 0
                 self._zombies.pop(ino, None)
             else:
-                self._lookups[ino] = count - nlookup
+                lookups[ino] -= nlookup
 
     @guarded
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:

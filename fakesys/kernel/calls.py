@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ..kernfs import ErrnoError
-from .stacktrace import frame
+from .stacktrace import Frames, enter, frames
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -76,6 +76,18 @@ def _symbol(fn: Callable[..., object]) -> tuple[str, str | None]:
     return getattr(fn, "__name__", type(fn).__name__), module.name if module else None
 
 
+@functools.lru_cache(maxsize=4096)
+def _frames_of(func: Callable[..., object]) -> Frames:
+    """The frame of a driver function, built once: it is entered at every call (every read
+    of a device or a dump comes through here)."""
+    name, module = _symbol(func)
+    return frames(name, module=module)
+
+
+def _frame(fn: Callable[..., object]) -> enter:
+    return enter(_frames_of(getattr(fn, "__func__", fn)))  # a bound method's function
+
+
 def _injected(kernel: Kernel, fn: Callable[..., object]) -> None:
     errno = kernel.fail_function.get(fn)
     if errno is not None:
@@ -85,10 +97,9 @@ def _injected(kernel: Kernel, fn: Callable[..., object]) -> None:
 async def call(kernel: Kernel, fn: Callable[..., object], *args: Any) -> Any:
     """Run driver function ``fn`` (async or not) in its own frame, on ``kernel``; its
     result."""
-    name, module = _symbol(fn)
     token = _kernel.set(kernel)
     try:
-        with frame(name, module=module):
+        with _frame(fn):
             _injected(kernel, fn)
             result = fn(*args)
             if inspect.isawaitable(result):
@@ -101,13 +112,13 @@ async def call(kernel: Kernel, fn: Callable[..., object], *args: Any) -> Any:
 def call_atomic(kernel: Kernel, fn: Callable[..., R], *args: Any) -> R:
     """Run a driver function that must not sleep (an interrupt handler, a tasklet, a timer,
     poll, a release callback) in its own frame."""
-    name, module = _symbol(fn)
     token = _kernel.set(kernel)
     try:
-        with frame(name, module=module):
+        with _frame(fn):
             _injected(kernel, fn)
             result = fn(*args)
             if inspect.isawaitable(result):
+                name = _symbol(fn)[0]
                 raise TypeError(f"{name} runs in atomic context and cannot sleep (async def)")
             return result
     finally:
@@ -121,16 +132,14 @@ def kernel_function(fn: Callable[P, R]) -> Callable[P, R]:
 
         @functools.wraps(fn)
         async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            name, module = _symbol(fn)
-            with frame(name, module=module):
+            with _frame(fn):
                 return await fn(*args, **kwargs)
 
         return async_wrapper  # type: ignore[return-value]
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        name, module = _symbol(fn)
-        with frame(name, module=module):
+        with _frame(fn):
             return fn(*args, **kwargs)
 
     return wrapper

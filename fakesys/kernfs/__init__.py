@@ -31,6 +31,9 @@ from ._file import (
     OpenFile as OpenFile,
 )
 from ._file import (
+    TextAttribute as TextAttribute,
+)
+from ._file import (
     current_caller as current_caller,
 )
 from ._file import (

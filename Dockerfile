@@ -8,7 +8,7 @@ ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       ca-certificates python3 python3-venv python3-dev gcc pkg-config \
-      fuse3 libfuse3-dev pciutils util-linux bash \
+      fuse3 libfuse3-dev pciutils util-linux udev bash \
  && rm -rf /var/lib/apt/lists/*
 
 # Behind a TLS-intercepting proxy the build needs the host's CA bundle to reach PyPI;

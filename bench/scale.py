@@ -8,7 +8,8 @@ devices, pins both daemons and this client to CPU 0, and prints in one run:
 * ready: seconds from start to mounted, big and small (target: big < 2 s);
 * RSS of the big daemon after a warm ``find`` (target < 150 MiB);
 * warm ``find``: microseconds per node on the big tree and on this machine's /sys (target:
-  ratio <= 3);
+  ratio <= 3), and on bench/floorfs.py listing a tree of the same shape (as many
+  directories, as many nodes): what pyfuse3 itself costs;
 * open+read+close of one device's ``modalias``, big tree against small tree, interleaved
   blocks, median (target: ratio <= 1.3);
 * tree-changing writes on the big tree, median and worst of a few, in ms (target < 100);
@@ -21,16 +22,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-CPU = "0"
+from _daemons import CPU, fakesys, floorfs, start, stop
+
 PCI = "sys/bus/pci/devices/0000:00:02.0"
 FOO = "sys/bus/platform/drivers/foo"
 HEAD = """
@@ -44,28 +44,16 @@ name = "fakegpu"
 name = "fakeserial"
 
 [[driver]]
-name = "foo"
-bus = "platform"
+impl = "foo"
 module = "foo"
 
 [[driver]]
-name = "fakegpu"
-bus = "pci"
+impl = "fakegpu"
 module = "fakegpu"
-ids = [{ vendor = 0x1234, device = 0x1111 }]
-dump = "fixed"
-dump_format = "text"
-dump_size = 65536
-dump_timeout = 3600
 
 [[driver]]
-name = "fakeserial"
-bus = "hotplug"
+impl = "fakeserial"
 module = "fakeserial"
-policy = "refcounted"
-class = "tty"
-node = "ttyUSB"
-mode = 0o660
 
 [[device]]
 bus = "pci"
@@ -93,19 +81,10 @@ def scenario(devices: int) -> str:
 class Daemon:
     def __init__(self, scenario_path: Path, mountpoint: Path) -> None:
         self.mountpoint = mountpoint
+        mountpoint.mkdir()
         started = time.perf_counter()
-        self.process = subprocess.Popen(
-            ["taskset", "-c", CPU, sys.executable, "-m", "fakesys", "mount",
-             "--scenario", str(scenario_path), str(mountpoint)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
+        self.process = start(fakesys(mountpoint, scenario_path))
         self.ready_seconds = time.perf_counter() - started
-        if "mounted" not in line:
-            self.process.kill()
-            raise SystemExit(f"fakesys did not mount {scenario_path}: {line!r}")
 
     def rss_mib(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -116,16 +95,21 @@ class Daemon:
     def stop(self) -> float:
         """SIGTERM; seconds until the process exited."""
         started = time.perf_counter()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        seconds = time.perf_counter() - started
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        return seconds
+        stop(self.process)
+        return time.perf_counter() - started
+
+
+def count_dirs(root: Path) -> int:
+    out = subprocess.run(
+        ["find", str(root), "-type", "d"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    return out.stdout.count(b"\n")
+
+
+def floor_tree(mountpoint: Path, dirs: int, nodes: int) -> subprocess.Popen[str]:
+    files_per_dir = max(0, round((nodes - dirs) / max(dirs, 1)))
+    mountpoint.mkdir()
+    return start(floorfs(mountpoint, "--tree-dirs", str(dirs), "--tree-files", str(files_per_dir)))
 
 
 def warm_find_us_per_node(root: Path) -> tuple[float, int]:
@@ -220,6 +204,11 @@ def main() -> None:
         try:
             find_fake, nodes_fake = warm_find_us_per_node(big.mountpoint)
             find_sys, nodes_sys = warm_find_us_per_node(Path("/sys"))
+            floor = floor_tree(Path(tmp, "floor"), count_dirs(big.mountpoint), nodes_fake)
+            try:
+                find_floor, nodes_floor = warm_find_us_per_node(Path(tmp, "floor", "tree"))
+            finally:
+                stop(floor)
             rss = big.rss_mib()
             attr = "sys/devices/platform/foo.2/modalias"
             samples: dict[str, list[float]] = {"big": [], "small": []}
@@ -244,7 +233,8 @@ def main() -> None:
     print(
         f"warm find: fakesys {find_fake:.2f} us/node ({nodes_fake} nodes), /sys"
         f" {find_sys:.2f} us/node ({nodes_sys} nodes), ratio {find_fake / find_sys:.2f}"
-        " (target <= 3)"
+        f" (target <= 3); pyfuse3 floor, same shape: {find_floor:.2f} us/node"
+        f" ({nodes_floor} nodes), fakesys/floor {find_fake / find_floor:.2f}"
     )
     print(
         f"modalias open+read+close: big {per_file['big']:.1f} us, small"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 from pathlib import Path
 
 MNT_DETACH = 2
@@ -15,17 +16,27 @@ MS_PRIVATE = 1 << 18
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
+# show_mountinfo() writes paths with seq_path_root(..., " \t\n\\"): those four bytes become
+# a backslash and three octal digits; every other byte, UTF-8 or not, is written as it is.
+_OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
+
+
+def _unescape(field: bytes) -> bytes:
+    return _OCTAL_ESCAPE.sub(lambda m: bytes([int(m[1], 8)]), field)
+
 
 def mounted_fstype(mountpoint: str | Path) -> str | None:
-    """The file system type mounted exactly on ``mountpoint``, from /proc/self/mountinfo."""
-    target = os.path.realpath(mountpoint)
+    """The file system type mounted exactly on ``mountpoint``, from /proc/self/mountinfo.
+
+    Paths are compared as bytes, so any name the file system allows matches."""
+    target = os.fsencode(os.path.realpath(mountpoint))
     fstype = None
-    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
+    with open("/proc/self/mountinfo", "rb") as mountinfo:
         for line in mountinfo:
             fields = line.split()
-            mount_path = fields[4].encode().decode("unicode_escape")
-            if mount_path == target:
-                fstype = fields[fields.index("-") + 1]  # the last mount on a path wins
+            if _unescape(fields[4]) == target:
+                # the last mount on a path wins
+                fstype = os.fsdecode(_unescape(fields[fields.index(b"-") + 1]))
     return fstype
 
 

@@ -7,7 +7,7 @@ import importlib.resources
 import logging
 import sys
 
-from . import daemon, run
+from . import __version__, daemon, record, run
 from .scenario import ScenarioError, load
 
 EXIT_USAGE = 2
@@ -18,13 +18,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="fakesys",
         description="Mount a fake /sys and /dev backed by a simulated driver core.",
     )
+    parser.add_argument("--version", action="version", version=f"fakesys {__version__}")
     sub = parser.add_subparsers(dest="subcommand", required=True)
-    mount = sub.add_parser("mount", help="mount a scenario and serve it until a signal")
+    mount = sub.add_parser(
+        "mount",
+        help="mount a scenario and serve it until a signal",
+        description="Mount the tree of a scenario (sys/, dev/, proc/) on MOUNTPOINT, an "
+        "existing empty directory, and serve it in the foreground until SIGINT (Ctrl-C), "
+        "SIGTERM or SIGHUP, which unmount it.",
+    )
     mount.add_argument(
-        "mountpoint", nargs="?", default="mountpoint", help="where to mount (default: ./mountpoint)"
+        "mountpoint",
+        nargs="?",
+        default="mountpoint",
+        metavar="MOUNTPOINT",
+        help="where to mount (default: ./mountpoint)",
     )
     mount.add_argument(
         "--scenario", help="a shipped scenario's name or a TOML file (default: the built-in one)"
+    )
+    mount.add_argument(
+        "--nonempty",
+        action="store_true",
+        help="mount on a directory that has contents (the mount hides them)",
     )
     mount.add_argument("--debug", action="store_true", help="log at debug level")
     mount.add_argument("--debug-fuse", action="store_true", help="print libfuse's request trace")
@@ -39,9 +55,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="DIR",
         help="bind the tree's device nodes into DIR as they come and go (fakesys run's /dev)",
     )
-    sub.add_parser("scenarios", help="list the shipped scenarios")
+    sub.add_parser(
+        "scenarios",
+        help="list the shipped scenarios",
+        description="List the names of the shipped scenarios, for --scenario.",
+    )
+    record_parser = sub.add_parser(
+        "record", help="record this machine's /sys (or some of its devices) as a scenario"
+    )
+    record_parser.add_argument("-o", "--output", help="the file to write (default: stdout)")
+    record_parser.add_argument(
+        "--sysfs", default="/sys", help="the sysfs tree to read (default: /sys)"
+    )
+    record_parser.add_argument(
+        "devpaths",
+        nargs="*",
+        metavar="DEVPATH",
+        help="devices to record with what belongs to them, such as /sys/class/net/eth0 "
+        "(default: the whole machine)",
+    )
     run_parser = sub.add_parser(
-        "run", help="run a command in a private mount namespace where the fake tree is /sys"
+        "run",
+        help="run a command in a private mount namespace where the fake tree is /sys",
+        description="Mount a scenario, then run COMMAND in a private mount namespace where "
+        "the tree is /sys, its device nodes are in /dev beside the real ones and "
+        "/proc/sys/kernel/tainted is the fake taint; unmount when it exits, with its exit "
+        "status. Needs CAP_SYS_ADMIN (root, or a user namespace that grants it).",
     )
     run_parser.add_argument("--scenario", help="a shipped scenario's name or a TOML file")
     run_parser.add_argument(
@@ -55,6 +94,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.subcommand == "record":
+        return record.main(args.output, args.devpaths, args.sysfs)
     if args.subcommand == "scenarios":
         for entry in sorted(importlib.resources.files("fakesys.scenarios").iterdir(), key=str):
             if entry.name.endswith(".toml"):
@@ -72,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.subcommand == "run":
         command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
         return run.main(args.scenario, command, host_network=args.host_network)
-    return daemon.run(scenario, args.mountpoint, args.debug_fuse, args.netlink, args.mirror_dev)
+    return daemon.run(
+        scenario, args.mountpoint, args.debug_fuse, args.netlink, args.mirror_dev, args.nonempty
+    )
 
 
 if __name__ == "__main__":

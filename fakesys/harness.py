@@ -14,13 +14,34 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ._mounts import detach, mounted_fstype
 
 READY_TIMEOUT = 20.0
 KMSG_RECORD_MAX = 8192
+CONTROL = "sys/kernel/debug/fakesys"
+#: More than any one event of the stream takes (each read returns one event).
+UEVENT_MAX = 65536
+
+
+@dataclass(frozen=True)
+class Uevent:
+    """One event of the uevent stream, as ``udevadm monitor --kernel --property`` shows it."""
+
+    action: str
+    devpath: str
+    subsystem: str
+    #: every ``KEY=value`` of the event, ACTION, DEVPATH, SUBSYSTEM and SEQNUM included
+    env: dict[str, str]
+
+    @classmethod
+    def parse(cls, text: str) -> Uevent:
+        """``KERNEL[time] action devpath (subsystem)`` then one ``KEY=value`` a line."""
+        env = dict(line.split("=", 1) for line in text.splitlines()[1:] if "=" in line)
+        return cls(env["ACTION"], env["DEVPATH"], env["SUBSYSTEM"], env)
 
 
 def fuse_usable() -> bool:
@@ -48,20 +69,30 @@ class FakesysMount:
         scenario: str | None = None,
         stderr_path: Path | None = None,
         options: Sequence[str] = (),
+        *,
+        prefix: Sequence[str] = (),
     ) -> FakesysMount:
-        """Start a daemon on ``mountpoint`` and wait until it has mounted. ``options`` go to
-        ``fakesys mount``."""
+        """Start a daemon on ``mountpoint`` (made if it does not exist) and wait until it has
+        mounted. ``options`` go to ``fakesys mount``; ``prefix`` runs it through another
+        command, such as ``setpriv`` to mount as another user (the command must exec the
+        daemon, so that signals reach it)."""
+        with contextlib.suppress(FileExistsError):  # a stale mount there is the daemon's to clear
+            mountpoint.mkdir()
         if stderr_path is None:
             stderr_path = mountpoint.with_name(mountpoint.name + ".stderr")
-        args = [sys.executable, "-m", "fakesys", "mount", *options, str(mountpoint)]
+        args = [*prefix, sys.executable, "-m", "fakesys", "mount", *options, str(mountpoint)]
         if scenario is not None:
-            args[4:4] = ["--scenario", scenario]
+            args[len(args) - 1 : len(args) - 1] = ["--scenario", scenario]
         with stderr_path.open("w") as stderr:
             process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
         assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], READY_TIMEOUT)
-        line = process.stdout.readline() if ready else ""
         mount = cls(mountpoint, process, stderr_path)
+        try:
+            ready, _, _ = select.select([process.stdout], [], [], READY_TIMEOUT)
+            line = process.stdout.readline() if ready else ""
+        except BaseException:
+            mount.stop()
+            raise
         if not line.startswith("fakesys: mounted"):
             mount.stop()
             raise RuntimeError(f"fakesys did not mount: {line!r} {stderr_path.read_text()}")
@@ -142,6 +173,37 @@ class FakesysMount:
         """The sequence number the next record will get: pass it to :meth:`kmsg` later."""
         records = self.kmsg()
         return int(records[-1].split(",", 2)[1]) + 1 if records else 0
+
+    # -- the control plane --
+
+    def advance_clock(self, seconds: int) -> None:
+        """Move the engine's clock ``seconds`` ahead; returns once the timeouts that fell due
+        (a dump's expiry, a delay) have run."""
+        self.write(f"{CONTROL}/advance_clock", str(seconds))
+
+    @contextlib.contextmanager
+    def uevents(self) -> Iterator[list[Uevent]]:
+        """The uevents sent while the ``with`` block runs, in a list filled when it ends::
+
+            with fakesys.uevents() as events:
+                fakesys.write("sys/bus/platform/drivers/foo/unbind", "foo.0")
+            assert [e.action for e in events] == ["unbind"]
+
+        The stream is opened when the block begins (it carries only what comes after) and
+        read to its end when the block ends: an event of work still in flight then (a dump
+        deleted asynchronously) is not in the list, so wait in the block for what causes it.
+        """
+        fd = os.open(self.path / CONTROL / "uevents", os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            events: list[Uevent] = []
+            yield events
+            while True:
+                try:
+                    events.append(Uevent.parse(os.read(fd, UEVENT_MAX).decode()))
+                except BlockingIOError:
+                    break
+        finally:
+            os.close(fd)
 
     # -- running programs in the tree --
 

@@ -47,6 +47,7 @@ from __future__ import annotations
 import errno as _errno
 import os as _os
 import sys as _sys
+from collections.abc import Awaitable
 from collections.abc import Callable as _Callable
 from pathlib import Path as _Path
 from typing import TypeVar as _TypeVar
@@ -177,6 +178,7 @@ from .kernel.stacktrace import current_frames as _current_frames
 from .kernel.sysfs import DeviceAttribute as DeviceAttribute
 from .kernel.sysfs import device_create_file as device_create_file
 from .kernel.sysfs import device_remove_file as device_remove_file
+from .kernel.sysfs import sysfs_attr_init as sysfs_attr_init
 from .kernel.timer import TimerList as TimerList
 from .kernel.timer import del_timer as del_timer
 from .kernel.timer import del_timer_sync as del_timer_sync
@@ -248,6 +250,25 @@ def container_of(member: object, cls: type[_S], field: str) -> _S:
     if not isinstance(container, cls) or getattr(member, "_field", None) != field:
         raise TypeError(f"{member!r} is not the {field} of a struct {cls.__c_name__}")
     return container
+
+
+_Show = _Callable[[Device, DeviceAttribute], str]
+_Store = _Callable[[Device, DeviceAttribute, bytes], Awaitable[int]]
+
+
+def DEVICE_ATTR_RO(name: str, show: _Show) -> DeviceAttribute:
+    """A read-only (0444) attribute ``name``: ``show(dev, attr) -> str``."""
+    return DeviceAttribute(name, 0o444, show=show)
+
+
+def DEVICE_ATTR_RW(name: str, show: _Show, store: _Store) -> DeviceAttribute:
+    """A 0644 attribute: ``show(dev, attr)``, and ``async store(dev, attr, buf) -> count``."""
+    return DeviceAttribute(name, 0o644, show=show, store=store)
+
+
+def DEVICE_ATTR_WO(name: str, store: _Store) -> DeviceAttribute:
+    """A write-only (0200) attribute."""
+    return DeviceAttribute(name, 0o200, store=store)
 
 
 def dev_set_drvdata(dev: Device, data: object) -> None:

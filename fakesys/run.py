@@ -32,6 +32,7 @@ import contextlib
 import ctypes
 import fcntl
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -58,6 +59,31 @@ STANDARD_DEV = frozenset(
 )  # fmt: skip
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+# What a shell exits with when it cannot run a command (POSIX "Command Search and Execution").
+EXIT_NOT_FOUND = 127
+EXIT_CANNOT_EXECUTE = 126
+
+
+def cannot_run(program: str) -> tuple[int, str] | None:
+    """The status and message a shell would give if it could not run ``program``, or None.
+
+    A name without a slash is looked up in PATH; a file found there that is not executable is
+    "Permission denied", as bash says."""
+    if "/" not in program:
+        if shutil.which(program) is not None:
+            return None
+        if shutil.which(program, mode=os.F_OK) is not None:
+            return EXIT_CANNOT_EXECUTE, f"{program}: Permission denied"
+        return EXIT_NOT_FOUND, f"{program}: command not found"
+    if not os.path.exists(program):
+        return EXIT_NOT_FOUND, f"{program}: No such file or directory"
+    if os.path.isdir(program):
+        return EXIT_CANNOT_EXECUTE, f"{program}: Is a directory"
+    if not os.access(program, os.X_OK):
+        return EXIT_CANNOT_EXECUTE, f"{program}: Permission denied"
+    return None
 
 
 class NamespaceError(Exception):
@@ -124,7 +150,11 @@ def run(scenario: str | None, command: Sequence[str], host_network: bool = False
                 bind(mount_.path / "proc/modules", Path("/proc/modules"))
         except OSError as e:
             raise NamespaceError(e.strerror or str(e)) from None
-        return subprocess.run(list(command), check=False).returncode
+        try:
+            return subprocess.run(list(command), check=False).returncode
+        except OSError as e:  # found and executable, but execve() refused it (ENOEXEC, ...)
+            print(f"fakesys: {command[0]}: {e.strerror}", file=sys.stderr)
+            return EXIT_CANNOT_EXECUTE
     finally:
         for place in real.values():
             if mounted_fstype(place) is not None:
@@ -145,6 +175,11 @@ def main(scenario: str | None, command: Sequence[str], host_network: bool = Fals
         print("fakesys run: no command given (fakesys run [--scenario S] -- COMMAND...)",
               file=sys.stderr)  # fmt: skip
         return 2
+    problem = cannot_run(command[0])
+    if problem is not None:  # said before anything is mounted
+        status, message = problem
+        print(f"fakesys: {message}", file=sys.stderr)
+        return status
     try:
         return run(scenario, command, host_network)
     except NamespaceError as e:

@@ -7,6 +7,12 @@ devices are added, so devices are probed as they appear, as at boot; a device wi
 ``bind = false`` is added with the bus's ``drivers_autoprobe`` off and so stays unbound until
 someone writes its name to ``bind``.
 
+A scenario may also hold a recording of a real machine (the ``[recording]`` and ``[sys.*]``
+tables ``fakesys record`` writes, see :mod:`fakesys.record`), or name one with
+``include = "FILE"`` (relative to the scenario). The recorded machine is booted first, in
+place of the built-in root devices; a ``[[device]]`` entry with a ``path`` gives a recorded
+device another driver (``driver``) or leaves it unbound (``bind = false``).
+
 A driver is code: ``impl`` names a shipped driver (``impl = "cdev_devm"``, a file of
 :mod:`fakesys.drivers`), a driver file relative to the scenario (``impl = "mydriver.py"``,
 or ``"mydriver.py:my_driver"`` when the file defines several), or a Python module path
@@ -40,7 +46,9 @@ import errno
 import functools
 import importlib.resources
 import importlib.util
+import json
 import os
+import re
 import tomllib
 import types
 from collections.abc import Awaitable, Callable
@@ -50,6 +58,7 @@ from typing import Any, NoReturn, TypeVar
 
 import trio
 
+from .drivers.recorded import recorded_driver
 from .kernel import Device, Driver, Kernel
 from .kernel.control import add_hardware_controls
 from .kernel.core import device_add
@@ -60,8 +69,12 @@ from .kernel.hotplug import HotplugDevice
 from .kernel.module import load_builtin, load_module
 from .kernel.pci import PCI_ANY_ID, PciBar, PciDevice, PciDeviceId, PciSlot, pci_bus
 from .kernel.platform import PlatformDevice
+from .kernel.printk import KERN_ERR
+from .kernel.replay import RecordedMachine, Recording, replay
 from .kernel.stacktrace import BOOT_FRAMES, enter
 from .kernfs import ErrnoError
+from .record import RecordingError
+from .record import loads as recording_loads
 
 BUSES = ("platform", "pci", "hotplug")
 SHIPPED_DRIVERS = Path(__file__).parent / "drivers"
@@ -86,6 +99,39 @@ DUMP_ERAS = {
 DUMP_FORMATS = ("binary", "text")
 T = TypeVar("T")
 
+# What a name that becomes a directory entry of the tree must be. kobject_add_internal()
+# refuses an empty name, kobject_set_name_vargs() rewrites a '/' (sysfs names never hold one),
+# and no directory entry can be '.', '..', hold a NUL or be longer than NAME_MAX. The
+# kernel's rewriting is not imitated: a scenario with such a name is refused instead.
+NAME_MAX = 255
+SYSFS_NAME = "a sysfs name (not empty, not '.' or '..', no '/' or NUL, at most 255 bytes)"
+# include/linux/module.h: char name[MODULE_NAME_LEN] in struct module, NUL included
+MODULE_NAME_LEN = 56
+MODULE_NAME = "a module name (not empty, not '.' or '..', no '/' or NUL, at most 55 bytes)"
+NODE_NAME = 'a device node name such as "video" or "dri/card" (each part a sysfs name)'
+# The name pci_setup_device() gives a function: "%04x:%02x:%02x.%d" of domain, bus, device
+# (5 bits) and function (3 bits).
+PCI_SLOT = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:(?P<device>[0-9a-f]{2})\.[0-7]")
+PCI_SLOT_NAME = (
+    'a PCI slot name such as "0000:00:02.0" (domain:bus:device.function in lowercase hex, '
+    "device at most 1f, function at most 7)"
+)
+
+
+def is_sysfs_name(name: str, limit: int = NAME_MAX) -> bool:
+    """Whether ``name`` can be a directory entry of the tree (see :data:`SYSFS_NAME`)."""
+    return (
+        name not in ("", ".", "..")
+        and "/" not in name
+        and "\0" not in name
+        and len(name.encode()) <= limit
+    )
+
+
+def _toml_key(key: str) -> str:
+    """``key`` as TOML writes it in a dotted key: bare when it can be, quoted otherwise."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
+
 
 class ScenarioError(Exception):
     """A scenario that cannot be built; the message is one line for the user."""
@@ -95,7 +141,7 @@ class ScenarioError(Exception):
 class DriverSpec:
     """A ``[[driver]]``: the code, and what the scenario overrides of it."""
 
-    where: str  # "driver[3]", for errors
+    where: str  # "s.toml: driver[3]", for errors
     path: Path
     var: str | None  # the driver object's name in the file, if the file has several
     module: str | None
@@ -142,22 +188,38 @@ class Scenario:
     drivers: list[DriverSpec] = field(default_factory=list)
     devices: list[DeviceSpec] = field(default_factory=list)
     devcoredump: str = CORE_FIXED
+    recording: Recording | None = None
+    #: Recorded device path -> the driver the scenario gives it (None: leave it unbound).
+    bindings: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def module_names(self) -> list[str]:
         return [m.name for m in self.modules]
 
     async def boot(self, kernel: Kernel) -> None:
-        """Build the machine in ``kernel``, which must be freshly booted: each module with its
-        drivers (as insmod would), then the built-in drivers, then the devices."""
+        """Build the machine in ``kernel``, which must be freshly booted: the recorded machine
+        if there is one, each module with its drivers (as insmod would), then the built-in
+        drivers, then the devices."""
         kernel.devcoredump.core = self.devcoredump
+        if self.recording is not None:
+            machine = await replay(kernel, self.recording, recorded_driver, self.bindings)
+            kernel.platform_bus_device = machine.present.get(
+                "devices/platform", kernel.platform_bus_device
+            )
+            kernel.pci_host_bridge = machine.present.get(
+                "devices/pci0000:00", kernel.pci_host_bridge
+            )
+        await kernel.add_root_devices(spec.bus for spec in self.devices)
         for module in self.modules:
             await self._load(kernel, module.name)
         builtin = [spec for spec in self.drivers if spec.module is None]
         if builtin:
             await self._boot_step(
+                kernel,
                 "built-in drivers",
-                load_builtin(kernel, [s.path for s in builtin], self._configure(kernel, builtin)),
+                load_builtin(
+                    kernel, [(s.path, s.params) for s in builtin], self._configure(kernel, builtin)
+                ),
             )
         for i, dev_spec in enumerate(self.devices):
             try:
@@ -174,21 +236,26 @@ class Scenario:
                 ) from None
         kernel.module_loader = lambda name: self.load_module(kernel, name)
 
-    async def _boot_step(self, what: str, step: Awaitable[object]) -> None:
-        """Run one step of the boot; what goes wrong in a driver file is the scenario's."""
+    async def _boot_step(self, kernel: Kernel, what: str, step: Awaitable[object]) -> None:
+        """Run one step of the boot; what goes wrong in a driver file is the scenario's. A
+        failed init is said with the errors the kernel logged meanwhile, which tell why (no
+        dynamic major left, ...), as dmesg would after insmod."""
+        logged = kernel.log.next_seq
         try:
             await step
         except ScenarioError:
             raise
         except ErrnoError as e:
+            errors = [r.text for r in kernel.log.records(logged) if r.level <= KERN_ERR]
+            why = f" ({'; '.join(errors)})" if errors else ""
             raise ScenarioError(
-                f"{self.source}: {what}: init failed: {os.strerror(e.errno)}"
+                f"{self.source}: {what}: init failed: {os.strerror(e.errno)}{why}"
             ) from None
         except Exception as e:  # a driver file that does not load
             raise ScenarioError(f"{self.source}: {what}: {_describe(e)}") from None
 
     async def _load(self, kernel: Kernel, name: str) -> None:
-        await self._boot_step(f"module {name}", self.load_module(kernel, name))
+        await self._boot_step(kernel, f"module {name}", self.load_module(kernel, name))
 
     async def load_module(self, kernel: Kernel, name: str) -> None:
         """init_module(): the module, built from the files of its drivers."""
@@ -220,6 +287,11 @@ class Scenario:
                 drv = _driver_of(spec, code)
                 if spec.name is not None:
                     drv.name = spec.name
+                elif not is_sysfs_name(drv.name):
+                    raise ScenarioError(
+                        f"{spec.where}.impl: {spec.path}: expected a driver "
+                        f"named by {SYSFS_NAME}, not {drv.name!r}"
+                    )
                 if spec.bus is not None:
                     drv.bus = kernel.buses[spec.bus]
                 if spec.id_table is not None:
@@ -335,6 +407,20 @@ class _Entry:
             return None
         return self.get(key, kind, expected)
 
+    def name(
+        self,
+        key: str,
+        expected: str = SYSFS_NAME,
+        limit: int = NAME_MAX,
+        default: str | None = None,
+    ) -> str:
+        """A string that becomes a name in the tree, checked as the kernel's naming rules
+        require (:func:`is_sysfs_name`)."""
+        value = self.get(key, str, expected, default)
+        if not is_sysfs_name(value, limit):
+            self.fail(key, expected)
+        return value
+
     def done(self) -> None:
         unknown = sorted(set(self.table) - self.seen)
         if unknown:
@@ -405,8 +491,11 @@ def _parse_legacy(entry: _Entry, spec: DriverSpec, name: str) -> str:
     if policy is not None:
         if policy not in POLICIES:
             entry.fail("policy", " or ".join(repr(p) for p in POLICIES))
-        spec.params["class"] = entry.get("class", str, "a class name", "lifetime")
-        spec.params["node"] = entry.get("node", str, "a device node name prefix", name)
+        spec.params["class"] = entry.name("class", default="lifetime")
+        node = entry.get("node", str, NODE_NAME, name)
+        if not all(map(is_sysfs_name, node.split("/"))):
+            entry.fail("node", NODE_NAME)
+        spec.params["node"] = node
         mode = entry.get("mode", int, "a mode such as 0o600", 0o600)
         if not 0 <= mode <= 0o777:
             entry.fail("mode", "a mode such as 0o600")
@@ -463,24 +552,24 @@ def _parse_ids(entry: _Entry, spec: DriverSpec) -> None:
             entry.fail("ids", "at least one PCI id ({vendor = 0x..., device = 0x...})")
 
 
-def _parse_driver(entry: _Entry, modules: list[str], base: Path | None) -> DriverSpec:
+def _parse_driver(
+    entry: _Entry, modules: list[str], base: Path | None, buses: tuple[str, ...] = BUSES
+) -> DriverSpec:
+    """``buses``: those a driver may go on (with a recording, its buses too)."""
     impl = entry.optional("impl", str, 'a driver: "cdev_devm", "mydriver.py" or a module path')
-    name = (
-        entry.get("name", str, "a string")
-        if impl is None
-        else entry.optional("name", str, "a string")
-    )
+    # Given, or (with impl) taken from the driver file, where it is checked at boot.
+    name = entry.name("name") if impl is None or "name" in entry.table else None
     bus = (
         entry.get("bus", str, "a string")
         if impl is None
         else entry.optional("bus", str, "a string")
     )
-    if bus is not None and bus not in BUSES:
-        entry.fail("bus", " or ".join(repr(b) for b in BUSES))
+    if bus is not None and bus not in buses:
+        entry.fail("bus", " or ".join(repr(b) for b in buses))
     module = entry.optional("module", str, "a string")
     if module is not None and module not in modules:
         entry.fail("module", f"the name of a [[module]] (no module '{module}')")
-    spec = DriverSpec(entry.where, Path(), None, module, name, bus)
+    spec = DriverSpec(f"{entry.source}: {entry.where}", Path(), None, module, name, bus)
     if impl is None:
         assert name is not None
         impl = _parse_legacy(entry, spec, name)
@@ -502,7 +591,7 @@ def _parse_driver(entry: _Entry, modules: list[str], base: Path | None) -> Drive
 
 
 def _parse_module(entry: _Entry) -> ModuleSpec:
-    module = ModuleSpec(entry.get("name", str, "a string"))
+    module = ModuleSpec(entry.name("name", MODULE_NAME, MODULE_NAME_LEN - 1))
     params = entry.get("params", dict, "a table of module parameters", {})
     for key, value in params.items():
         if not isinstance(value, str | int | bool):
@@ -532,8 +621,10 @@ def _parse_device(
         entry.fail("driver", f"the name of a [[driver]] on bus '{bus}' (no '{spec.driver}')")
     attrs = entry.get("attrs", dict, "a table of attribute names and text values", {})
     for name, value in attrs.items():
-        if not isinstance(value, str) or "/" in name or name in (".", ".."):
-            entry.fail(f"attrs.{name}", "a text value, under a plain file name")
+        if not is_sysfs_name(name):
+            entry.fail(f"attrs.{_toml_key(name)}", f"an attribute name that is {SYSFS_NAME}")
+        if not isinstance(value, str):
+            entry.fail(f"attrs.{_toml_key(name)}", "a text value")
     spec.attrs = dict(attrs)
     spec.produce_every_ms = entry.get("produce_every_ms", int, "a period in milliseconds", 0)
     if spec.produce_every_ms < 0:
@@ -551,15 +642,21 @@ def _parse_device(
 def _parse_bus_device(entry: _Entry, bus: str) -> DeviceSpec:
     """The fields that say which device it is, per bus."""
     if bus == "platform":
-        name = entry.get("name", str, "a string")
+        name = entry.name("name")
         dev_id = entry.get("id", int, "an integer (-1 for none)", -1)
-        return DeviceSpec(bus, name, dev_id)
+        spec = DeviceSpec(bus, name, dev_id)
+        if not is_sysfs_name(spec.dev_name):  # the name and its ".<id>" together
+            entry.fail("name", SYSFS_NAME)
+        return spec
     if bus == "hotplug":
         dev_id = entry.get("id", int, "an integer from 0 to 2147483647")
         if not 0 <= dev_id <= 2**31 - 1:
             entry.fail("id", "an integer from 0 to 2147483647")
         return DeviceSpec(bus, "hotplug", dev_id)
-    slot_name = entry.get("slot", str, 'a PCI slot name such as "0000:00:02.0"')
+    slot_name = entry.get("slot", str, PCI_SLOT_NAME)
+    slot_match = PCI_SLOT.fullmatch(slot_name)
+    if slot_match is None or int(slot_match["device"], 16) > 0x1F:
+        entry.fail("slot", PCI_SLOT_NAME)
     bars = []
     for i, item in enumerate(entry.get("bars", list, "an array of tables", [])):
         bar = _Entry(entry.source, f"{entry.where}.bars[{i}]", item)
@@ -586,6 +683,60 @@ def _parse_bus_device(entry: _Entry, bus: str) -> DeviceSpec:
     return DeviceSpec(bus, slot_name, slot=slot)
 
 
+def _recording(data: dict[str, Any], source: str, base: Path | None) -> Recording | None:
+    """The recording the scenario holds (``[recording]``) or includes (``include``)."""
+    if "include" in data:
+        include = data["include"]
+        if not isinstance(include, str) or "recording" in data or "sys" in data:
+            raise ScenarioError(f"{source}: include: expected the path of a recording, "
+                                "in a scenario that holds none")  # fmt: skip
+        path = (base or Path()) / include
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ScenarioError(f"{source}: include: {path}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ScenarioError(f"{path}: not valid TOML: {e}") from None
+        if "recording" not in data:
+            raise ScenarioError(f"{source}: include: {path} is not a recording")
+        source = str(path)
+    elif "recording" not in data:
+        if "sys" in data:
+            raise ScenarioError(f"{source}: sys: a recording needs its [recording] table")
+        return None
+    try:
+        return recording_loads(data, source)
+    except RecordingError as e:
+        raise ScenarioError(str(e)) from None
+
+
+def _parse_binding(
+    entry: _Entry,
+    scenario: Scenario,
+    recorded: RecordedMachine,
+    drivers: set[tuple[str, str]] | None,
+) -> None:
+    """A ``[[device]]`` with a ``path``: a recorded device given another driver, or none.
+    ``drivers``: None when some driver's name or bus comes from its file, so that the
+    ``driver`` can only be checked at boot."""
+    path = entry.get("path", str, "the path of a recorded device").removeprefix("/sys/")
+    record = recorded.devices.get(path)
+    if record is None or record.bus is None:
+        entry.fail("path", "the path of a recorded device on a bus, such as "
+                           '"/sys/devices/pci0000:00/0000:00:03.0"')  # fmt: skip
+    bind = entry.get("bind", bool, "true or false", True)
+    driver = entry.optional("driver", str, "a driver name")
+    if driver is not None and not bind:
+        entry.fail("driver", "no driver for a device with bind = false")
+    known = (drivers or set()) | {(d.bus, d.name) for d in recorded.drivers}
+    if driver is not None and drivers is not None and (record.bus, driver) not in known:
+        entry.fail("driver", f"the name of a driver on bus '{record.bus}' (no '{driver}')")
+    if path in scenario.bindings:
+        entry.fail("path", f"a unique device ('{path}' is used twice)")
+    entry.done()
+    scenario.bindings[path] = driver if bind else None
+
+
 def parse(text: str, source: str, base: Path | None = None) -> Scenario:
     """Check a scenario's text; raises :class:`ScenarioError` on the first problem.
     ``base`` is the directory relative driver files are found in."""
@@ -593,13 +744,14 @@ def parse(text: str, source: str, base: Path | None = None) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"{source}: not valid TOML: {e}") from None
-    unknown = sorted(set(data) - {"kernel", "module", "driver", "device"})
+    tables = {"kernel", "module", "driver", "device", "include", "recording", "sys"}
+    unknown = sorted(set(data) - tables)
     if unknown:
         raise ScenarioError(
             f"{source}: unknown table '{unknown[0]}' (expected [kernel], [[module]], "
-            "[[driver]], [[device]])"
+            "[[driver]], [[device]], include, or a recording)"
         )
-    scenario = Scenario(source)
+    scenario = Scenario(source, recording=_recording(data, source, base))
     if "kernel" in data:
         kernel = _Entry(source, "kernel", data["kernel"])
         scenario.devcoredump = kernel.get("devcoredump", str, "a devcoredump core", CORE_FIXED)
@@ -611,9 +763,11 @@ def parse(text: str, source: str, base: Path | None = None) -> Scenario:
         if module.name in scenario.module_names:
             entry.fail("name", f"a unique module name ('{module.name}' is used twice)")
         scenario.modules.append(module)
+    recorded = RecordedMachine(scenario.recording) if scenario.recording else None
+    buses = BUSES + tuple(b for b in recorded.buses if b not in BUSES) if recorded else BUSES
     seen_drivers: set[tuple[str, str]] = set()
     for entry in _entries(source, data, "driver"):
-        drv = _parse_driver(entry, scenario.module_names, base)
+        drv = _parse_driver(entry, scenario.module_names, base, buses)
         if drv.name is not None and drv.bus is not None:
             if (drv.bus, drv.name) in seen_drivers:
                 entry.fail("name", f"a unique driver name on its bus ('{drv.name}' is used twice)")
@@ -623,6 +777,9 @@ def parse(text: str, source: str, base: Path | None = None) -> Scenario:
     anonymous = any(d.name is None or d.bus is None for d in scenario.drivers)
     seen_devices: set[tuple[str, str]] = set()
     for entry in _entries(source, data, "device"):
+        if "path" in entry.table and recorded is not None:
+            _parse_binding(entry, scenario, recorded, seen_drivers if not anonymous else None)
+            continue
         dev = _parse_device(entry, seen_drivers, named if not anonymous else None)
         if (dev.bus, dev.dev_name) in seen_devices:
             where = "slot" if dev.bus == "pci" else "name"
@@ -660,6 +817,6 @@ async def boot(
     kernel.nursery = nursery
     if configure is not None:
         configure(kernel)
-    await kernel.boot()
+    await kernel.boot(root_devices=scenario.recording is None)
     await scenario.boot(kernel)
     return kernel

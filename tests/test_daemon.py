@@ -13,7 +13,7 @@ import pytest
 
 from fakesys._mounts import mounted_fstype
 
-from .conftest import Mount, fuse_usable, wait_blocked_in_read, wait_until
+from .conftest import Mount, fakesys_command, fuse_usable, wait_blocked_in_read, wait_until
 
 pytestmark = pytest.mark.skipif(not fuse_usable(), reason="no usable /dev/fuse on this machine")
 
@@ -149,13 +149,7 @@ def test_a_stale_mount_is_cleared_and_a_live_one_refused(tmp_path: Path) -> None
     try:
         assert "detaching a stale fakesys mount" in m.daemon_stderr()
         assert (mnt / "sys" / "bus").is_dir()
-        second = subprocess.run(
-            [sys.executable, "-m", "fakesys", "mount", str(mnt)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        second = fakesys_command("mount", str(mnt))
         assert second.returncode == 1
         assert "a running fakesys is already mounted there" in second.stderr
         assert (mnt / "sys" / "bus").is_dir()

@@ -4,59 +4,16 @@ them, with the interleavings pinned by hold points and ``wait_all_tasks_blocked(
 from __future__ import annotations
 
 import errno
-import os
 
 import pytest
 import trio
 import trio.testing
 
-from fakesys import scenario
-from fakesys.kernel import Kernel
 from fakesys.kernel.hw import CATCH_UP_MAX
-from fakesys.kernfs import Caller, ErrnoError, OpenFile, open_file
+from fakesys.kernfs import ErrnoError
 
+from .engine import PLATFORM, booted, errno_of_write, open_node, read, write
 
-async def booted(nursery: trio.Nursery, name: str | None = None) -> Kernel:
-    return await scenario.boot(scenario.load(name), nursery)
-
-
-async def write(kernel: Kernel, path: str, text: str) -> None:
-    """One write(2) of ``text`` to the file at ``path``, as ``echo -n`` would do it."""
-    kn = kernel.lookup(path)
-    if kn is None:
-        raise ErrnoError(errno.ENOENT)
-    of = await open_file(kn, os.O_WRONLY, Caller(os.getpid()))
-    try:
-        await of.write(0, text.encode())
-    finally:
-        await of.release()
-
-
-async def open_node(kernel: Kernel, node: str) -> OpenFile:
-    kn = kernel.lookup(f"dev/{node}")
-    assert kn is not None, node
-    return await open_file(kn, os.O_RDWR, Caller(os.getpid()))
-
-
-async def read(kernel: Kernel, path: str) -> str:
-    kn = kernel.lookup(path)
-    assert kn is not None, path
-    of = await open_file(kn, os.O_RDONLY, Caller(os.getpid()))
-    try:
-        return (await of.read(0, 4096)).decode()
-    finally:
-        await of.release()
-
-
-async def errno_of_write(kernel: Kernel, path: str, text: str) -> int:
-    try:
-        await write(kernel, path, text)
-    except ErrnoError as e:
-        return e.errno
-    return 0
-
-
-PLATFORM = "sys/bus/platform"
 FOO1 = "sys/devices/platform/foo.1"
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
+
 from .conftest import Mount, wait_until
 
 FOO = "sys/bus/platform/drivers/foo"
@@ -89,3 +91,43 @@ def test_a_write_never_waits_for_an_unrelated_one(mount: Mount) -> None:
         assert remover.wait(timeout=30) == 0
     assert not (mount / GPU).exists()
     assert "invalidation" not in mount.daemon_stderr()
+
+
+# Text attributes are never served from the kernel's page cache: there a read is bounded by
+# the cached size, and a read shorter than the page makes the kernel shrink that size, so
+# `stat -c %s` and `ls -l` would show the length of the text instead of sysfs's 4096.
+
+
+def test_an_attribute_is_4096_bytes_to_stat_before_and_after_a_read(mount: Mount) -> None:
+    out = mount.sh(
+        f"stat -c %s {GPU}/vendor; cat {GPU}/vendor; stat -c %s {GPU}/vendor;"
+        f" cat {GPU}/vendor {GPU}/vendor; stat -c %s {GPU}/vendor",
+        check=True,
+    )
+    assert out.stdout == "4096\n0x1234\n4096\n0x1234\n0x1234\n4096\n"
+
+
+def test_a_removed_attribute_reads_enodev_through_a_held_descriptor(
+    mount: Mount,
+) -> None:
+    fd = os.open(mount / GPU / "vendor", os.O_RDONLY)
+    try:
+        assert os.read(fd, 4096) == b"0x1234\n"
+        mount.write(f"{GPU}/remove", "1")
+        with pytest.raises(OSError, match="No such device"):
+            os.pread(fd, 4096, 0)
+    finally:
+        os.close(fd)
+
+
+def test_an_attribute_reread_through_a_held_descriptor_shows_the_change(
+    mount: Mount,
+) -> None:
+    override = "sys/devices/platform/foo.0/driver_override"
+    fd = os.open(mount / override, os.O_RDONLY)
+    try:
+        assert os.read(fd, 4096) == b"(null)\n"
+        mount.write(override, "foo")
+        assert os.pread(fd, 4096, 0) == b"foo\n"
+    finally:
+        os.close(fd)

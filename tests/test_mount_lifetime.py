@@ -153,7 +153,10 @@ def rfc_unbind_behind_a_blocked_reader(mount: Mount) -> tuple[subprocess.Popen[s
     reader = background(mount, "head -c 5 dev/unplugrfc0")
     wait_readers(mount, "cdev_unplug_rfc.0", 1)
     unbinder = background(mount, RFC_UNBIND)
-    assert wait_until(lambda: not (mount.path / "dev/unplugrfc0").exists())  # remove() began
+    # driver_sysfs_remove() takes the driver link away just before remove(), whose first
+    # step is the unplug
+    driver_link = mount.path / "sys/bus/platform/devices/cdev_unplug_rfc.0/driver"
+    assert wait_until(lambda: not driver_link.exists())
     return reader, unbinder
 
 

@@ -1,4 +1,5 @@
-"""How a downstream project tests against fakesys: only the public ``fakesys`` fixture."""
+"""How a downstream project tests against fakesys: only the plugin's public fixtures and
+helpers."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import pytest
 import trio
 
-from fakesys.pytest_plugin import FakesysMount
+from fakesys.pytest_plugin import FakesysMount, MountFactory
 
 
 @pytest.mark.fakesys_scenario("default")
@@ -30,3 +31,31 @@ async def test_from_trio(fakesys: FakesysMount) -> None:
     assert await trio.to_thread.run_sync(fakesys.wait_for, "sys/class/devcoredump/devcd1")
     header = await trio.to_thread.run_sync(fakesys.read, "sys/class/devcoredump/devcd1/uevent")
     assert header == ""
+
+
+@pytest.mark.fakesys_scenario("default")
+def test_the_uevents_of_an_unbind(fakesys: FakesysMount) -> None:
+    with fakesys.uevents() as events:
+        fakesys.write("sys/bus/platform/drivers/foo/unbind", "foo.0")
+    assert [(e.action, e.devpath) for e in events] == [("unbind", "/devices/platform/foo.0")]
+    assert events[0].env["SUBSYSTEM"] == "platform"
+
+
+def test_a_dump_expires_when_the_clock_moves(fakesys: FakesysMount) -> None:
+    with fakesys.uevents() as events:
+        fakesys.write("sys/devices/platform/dump_fixed.0/coredump", "1")
+        fakesys.advance_clock(299)
+        assert (fakesys / "sys/class/devcoredump/devcd1").exists()
+        fakesys.advance_clock(1)  # the 300 s of dev_coredumpm()
+        assert not (fakesys / "sys/class/devcoredump/devcd1").exists()
+    assert [(e.action, e.devpath) for e in events] == [
+        ("add", "/devices/virtual/devcoredump/devcd1"),
+        ("remove", "/devices/virtual/devcoredump/devcd1"),
+    ]
+
+
+def test_two_machines_at_once(fakesys_factory: MountFactory) -> None:
+    gpu, camera = fakesys_factory("gpu"), fakesys_factory("camera")
+    assert (gpu / "dev/dri/card0").exists()
+    assert (camera / "dev/video0").exists()
+    assert not (gpu / "dev/video0").exists()

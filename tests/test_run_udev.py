@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import fuse_usable
+from .conftest import fakesys_command, fuse_usable, run_shell_example
 
 pytestmark = [
     pytest.mark.skipif(not fuse_usable(), reason="no usable /dev/fuse on this machine"),
@@ -286,29 +286,14 @@ def _readme_example() -> tuple[str, str, str]:
 def test_the_readme_hot_unplug_handler_prints_what_the_readme_says(tmp_path: Path) -> None:
     handler, command, output = _readme_example()
     (tmp_path / "unplug.py").write_text(handler)
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"  # fakesys, python3, pyudev
-    result = subprocess.run(
-        ["bash", "-c", command],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=env,
-    )
+    result = run_shell_example(command, tmp_path)  # fakesys, python3 and pyudev on the PATH
     assert result.returncode == 0, result.stderr
     assert result.stdout == output
 
 
 def test_netlink_events_are_refused_in_inits_network_namespace(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "fakesys", "mount", "--netlink", str(tmp_path / "mnt")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    (tmp_path / "mnt").mkdir()
+    out = fakesys_command("mount", "--netlink", str(tmp_path / "mnt"))
     assert out.returncode == 1
     assert out.stderr == (
         "fakesys: --netlink: this is init's network namespace: its udevd would get the events\n"

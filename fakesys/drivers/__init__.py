@@ -26,4 +26,6 @@ them reads like the fix:
 :mod:`.lifetime`, :mod:`.v4l2_dev` and :mod:`.dumpdata` are not drivers: the first is the
 small subsystem core the character-device drivers share (their class and numbers, like
 misc's), the second the V4L2 RFC's enter/exit infrastructure, the third makes dump contents.
+:mod:`.recorded` is not one a scenario names either: it is what the drivers of a recording
+become.
 """

@@ -18,11 +18,9 @@ from fakesys.drivers.lifetime import (
     POLLHUP,
     LifetimeRx,
     lifetime_class,
-    lifetime_node_add,
-    lifetime_node_del,
+    lifetime_device_add,
+    lifetime_device_del,
     lifetime_rx_copy,
-    lifetime_rx_init,
-    lifetime_rx_irq,
     lifetime_rx_poll,
     lifetime_rx_wait,
 )
@@ -39,12 +37,9 @@ from fakesys.linux import (
     Struct,
     container_of,
     devm_kzalloc,
-    free_irq,
     module_platform_driver,
     platform_get_drvdata,
-    platform_get_irq,
     platform_set_drvdata,
-    request_irq,
     this_module,
     u64,
     wake_up,
@@ -120,22 +115,14 @@ chardev_fops = FileOperations(
 
 async def chardev_probe(pdev: PlatformDevice) -> None:
     priv = devm_kzalloc(pdev, Chardev)
-    lifetime_rx_init(priv.rx, pdev)
-    irq = platform_get_irq(pdev, 0)
-    request_irq(irq, lifetime_rx_irq, 0, DRIVER_NAME, priv.rx)
-    try:
-        priv.dev = await lifetime_node_add(chardev_nodes, pdev, priv.cdev, chardev_fops)
-    except ErrnoError:
-        free_irq(irq, priv.rx)
-        raise
+    priv.dev = await lifetime_device_add(chardev_nodes, pdev, priv.cdev, priv.rx, chardev_fops)
     platform_set_drvdata(pdev, priv)
 
 
 async def chardev_remove(pdev: PlatformDevice) -> None:
     priv = platform_get_drvdata(pdev)
     assert isinstance(priv, Chardev)
-    await lifetime_node_del(chardev_nodes, priv.cdev, priv.dev)
-    free_irq(platform_get_irq(pdev, 0), priv.rx)
+    await lifetime_device_del(chardev_nodes, pdev, priv.cdev, priv.rx, priv.dev)
     priv.gone = True
     wake_up(priv.rx.wait)
     # devres frees priv once this returns, whoever still points at it.

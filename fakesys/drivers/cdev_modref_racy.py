@@ -20,11 +20,9 @@ from fakesys.drivers.lifetime import (
     POLLHUP,
     LifetimeRx,
     lifetime_class,
-    lifetime_node_add,
-    lifetime_node_del,
+    lifetime_device_add,
+    lifetime_device_del,
     lifetime_rx_copy,
-    lifetime_rx_init,
-    lifetime_rx_irq,
     lifetime_rx_poll,
     lifetime_rx_wait,
 )
@@ -45,7 +43,6 @@ from fakesys.linux import (
     container_of,
     driver_register,
     driver_unregister,
-    free_irq,
     hold_point,
     kernel_function,
     kfree,
@@ -57,9 +54,7 @@ from fakesys.linux import (
     module_init,
     module_put,
     platform_get_drvdata,
-    platform_get_irq,
     platform_set_drvdata,
-    request_irq,
     this_module,
     try_module_get,
     wake_up,
@@ -149,13 +144,9 @@ modref_fops = FileOperations(
 async def modref_probe(pdev: PlatformDevice) -> None:
     priv = kzalloc(Modref)
     kref_init(priv.ref)
-    lifetime_rx_init(priv.rx, pdev)
-    irq = platform_get_irq(pdev, 0)
-    request_irq(irq, lifetime_rx_irq, 0, DRIVER_NAME, priv.rx)
     try:
-        priv.dev = await lifetime_node_add(modref_nodes, pdev, priv.cdev, modref_fops)
+        priv.dev = await lifetime_device_add(modref_nodes, pdev, priv.cdev, priv.rx, modref_fops)
     except ErrnoError:
-        free_irq(irq, priv.rx)
         kref_put(priv.ref, modref_free)
         raise
     platform_set_drvdata(pdev, priv)
@@ -164,8 +155,7 @@ async def modref_probe(pdev: PlatformDevice) -> None:
 async def modref_remove(pdev: PlatformDevice) -> None:
     priv = platform_get_drvdata(pdev)
     assert isinstance(priv, Modref)
-    await lifetime_node_del(modref_nodes, priv.cdev, priv.dev)
-    free_irq(platform_get_irq(pdev, 0), priv.rx)
+    await lifetime_device_del(modref_nodes, pdev, priv.cdev, priv.rx, priv.dev)
     priv.gone = True
     wake_up(priv.rx.wait)
     kref_put(priv.ref, modref_free)

@@ -14,11 +14,9 @@ from fakesys.drivers.lifetime import (
     POLLHUP,
     LifetimeRx,
     lifetime_class,
-    lifetime_node_add,
-    lifetime_node_del,
+    lifetime_device_add,
+    lifetime_device_del,
     lifetime_rx_copy,
-    lifetime_rx_init,
-    lifetime_rx_irq,
     lifetime_rx_poll,
     lifetime_rx_wait,
 )
@@ -35,7 +33,6 @@ from fakesys.linux import (
     PlatformDriver,
     Struct,
     container_of,
-    free_irq,
     kfree,
     kref_get,
     kref_init,
@@ -43,9 +40,7 @@ from fakesys.linux import (
     kzalloc,
     module_platform_driver,
     platform_get_drvdata,
-    platform_get_irq,
     platform_set_drvdata,
-    request_irq,
     this_module,
     u64,
     wake_up,
@@ -129,13 +124,9 @@ chardev_fops = FileOperations(
 async def chardev_probe(pdev: PlatformDevice) -> None:
     priv = kzalloc(Chardev)
     kref_init(priv.ref)
-    lifetime_rx_init(priv.rx, pdev)
-    irq = platform_get_irq(pdev, 0)
-    request_irq(irq, lifetime_rx_irq, 0, DRIVER_NAME, priv.rx)
     try:
-        priv.dev = await lifetime_node_add(chardev_nodes, pdev, priv.cdev, chardev_fops)
+        priv.dev = await lifetime_device_add(chardev_nodes, pdev, priv.cdev, priv.rx, chardev_fops)
     except ErrnoError:
-        free_irq(irq, priv.rx)
         kref_put(priv.ref, chardev_free)
         raise
     platform_set_drvdata(pdev, priv)
@@ -144,8 +135,7 @@ async def chardev_probe(pdev: PlatformDevice) -> None:
 async def chardev_remove(pdev: PlatformDevice) -> None:
     priv = platform_get_drvdata(pdev)
     assert isinstance(priv, Chardev)
-    await lifetime_node_del(chardev_nodes, priv.cdev, priv.dev)
-    free_irq(platform_get_irq(pdev, 0), priv.rx)
+    await lifetime_device_del(chardev_nodes, pdev, priv.cdev, priv.rx, priv.dev)
     priv.gone = True
     wake_up(priv.rx.wait)
     kref_put(priv.ref, chardev_free)  # the open files keep it until their close

@@ -17,11 +17,9 @@ from fakesys.drivers.lifetime import (
     POLLHUP,
     LifetimeRx,
     lifetime_class,
-    lifetime_node_add,
-    lifetime_node_del,
+    lifetime_device_add,
+    lifetime_device_del,
     lifetime_rx_copy,
-    lifetime_rx_init,
-    lifetime_rx_irq,
     lifetime_rx_poll,
     lifetime_rx_wait,
 )
@@ -40,16 +38,13 @@ from fakesys.linux import (
     Struct,
     complete,
     container_of,
-    free_irq,
     init_completion,
     kernel_function,
     kfree,
     kzalloc,
     module_platform_driver,
     platform_get_drvdata,
-    platform_get_irq,
     platform_set_drvdata,
-    request_irq,
     this_module,
     wait_for_completion,
     wake_up,
@@ -145,13 +140,9 @@ revoke_fops = FileOperations(
 async def revoke_attach(pdev: PlatformDevice) -> None:
     sc = kzalloc(RevokeSoftc)
     init_completion(sc.drained)
-    lifetime_rx_init(sc.rx, pdev)
-    irq = platform_get_irq(pdev, 0)
-    request_irq(irq, lifetime_rx_irq, 0, "cdev_revoke", sc.rx)
     try:
-        sc.dev = await lifetime_node_add(revoke_nodes, pdev, sc.cdev, revoke_fops)
+        sc.dev = await lifetime_device_add(revoke_nodes, pdev, sc.cdev, sc.rx, revoke_fops)
     except ErrnoError:
-        free_irq(irq, sc.rx)
         kfree(sc)
         raise
     platform_set_drvdata(pdev, sc)
@@ -160,8 +151,7 @@ async def revoke_attach(pdev: PlatformDevice) -> None:
 async def revoke_detach(pdev: PlatformDevice) -> None:
     sc = platform_get_drvdata(pdev)
     assert isinstance(sc, RevokeSoftc)
-    await lifetime_node_del(revoke_nodes, sc.cdev, sc.dev)
-    free_irq(platform_get_irq(pdev, 0), sc.rx)
+    await lifetime_device_del(revoke_nodes, pdev, sc.cdev, sc.rx, sc.dev)
     sc.dying = True
     for file in sc.files:  # (a) prevent new users
         file.private_data = None

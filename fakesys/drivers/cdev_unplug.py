@@ -3,11 +3,12 @@ device unplug race", :mod:`.v4l2_dev`), with the RFC's open question answered: u
 blocked operations.
 
 Its file operations use device-managed resources (devm_kzalloc(): freed by devres after
-remove()) inside enter/exit sections. remove() calls video_device_unplug(), which refuses new
-sections (ENODEV), wakes the readers blocked in one (probe pointed the video device's ``queue``
-at the queue they sleep on, and a woken reader that sees the unplug leaves with ENODEV), and
-waits until every section has exited: only then does remove() return and devres free the
-resources. The files' own state is reference counted, so a close after the unbind is safe too.
+remove()) inside enter/exit sections. remove() starts with video_device_unplug(), as the RFC's
+rcar-vin patch does, which refuses new sections (ENODEV), wakes the readers blocked in one
+(probe pointed the video device's ``queue`` at the queue they sleep on, and a woken reader
+that sees the unplug leaves with ENODEV), and waits until every section has exited: only then
+do the node and the interrupt go, and devres free the resources. The files' own state is
+reference counted, so a close after the unbind is safe too.
 
 The RFC as posted is cdev_unplug_rfc.py: ``diff cdev_unplug_rfc.py cdev_unplug.py``.
 """
@@ -19,11 +20,9 @@ from fakesys.drivers.lifetime import (
     POLLHUP,
     LifetimeRx,
     lifetime_class,
-    lifetime_node_add,
-    lifetime_node_del,
+    lifetime_device_add,
+    lifetime_device_del,
     lifetime_rx_copy,
-    lifetime_rx_init,
-    lifetime_rx_irq,
     lifetime_rx_poll,
     lifetime_rx_wait,
 )
@@ -48,7 +47,6 @@ from fakesys.linux import (
     Struct,
     container_of,
     devm_kzalloc,
-    free_irq,
     kfree,
     kref_get,
     kref_init,
@@ -56,9 +54,7 @@ from fakesys.linux import (
     kzalloc,
     module_platform_driver,
     platform_get_drvdata,
-    platform_get_irq,
     platform_set_drvdata,
-    request_irq,
     this_module,
     u32,
 )
@@ -151,14 +147,10 @@ async def unplug_probe(pdev: PlatformDevice) -> None:
     udev = kzalloc(UnplugDev)
     kref_init(udev.ref)
     udev.res = devm_kzalloc(pdev, UnplugResources)
-    lifetime_rx_init(udev.rx, pdev)
     udev.vdev.queue = udev.rx.wait  # where unplug wakes the blocked readers
-    irq = platform_get_irq(pdev, 0)
-    request_irq(irq, lifetime_rx_irq, 0, "cdev_unplug", udev.rx)
     try:
-        udev.dev = await lifetime_node_add(unplug_nodes, pdev, udev.cdev, unplug_fops)
+        udev.dev = await lifetime_device_add(unplug_nodes, pdev, udev.cdev, udev.rx, unplug_fops)
     except ErrnoError:
-        free_irq(irq, udev.rx)
         kref_put(udev.ref, unplug_free)
         raise
     platform_set_drvdata(pdev, udev)
@@ -167,9 +159,8 @@ async def unplug_probe(pdev: PlatformDevice) -> None:
 async def unplug_remove(pdev: PlatformDevice) -> None:
     udev = platform_get_drvdata(pdev)
     assert isinstance(udev, UnplugDev)
-    await lifetime_node_del(unplug_nodes, udev.cdev, udev.dev)
     await video_device_unplug(udev.vdev)
-    free_irq(platform_get_irq(pdev, 0), udev.rx)
+    await lifetime_device_del(unplug_nodes, pdev, udev.cdev, udev.rx, udev.dev)
     kref_put(udev.ref, unplug_free)
 
 

@@ -3,12 +3,13 @@ infrastructure to protect device unplug race", :mod:`.v4l2_dev`), which leaves b
 operations unsolved.
 
 Its file operations use device-managed resources (devm_kzalloc(): freed by devres after
-remove()) inside enter/exit sections. remove() calls video_device_unplug(), which refuses new
-sections (ENODEV) and waits until every section has exited. A reader blocked in a section is
-not woken: it sleeps on until data comes, and the unbind waits with it, for up to 150 seconds
-of the engine's clock; then the unplug WARNs ("Timeout waiting for device access to complete")
-and remove() goes on, leaving the reader asleep on a device that is gone, until a signal ends
-its read. The files' own state is reference counted, so a close after the unbind is safe.
+remove()) inside enter/exit sections. remove() starts with video_device_unplug(), as the RFC's
+rcar-vin patch does, which refuses new sections (ENODEV) and waits until every section has
+exited. A reader blocked in a section is not woken: it sleeps on until data comes, and the
+unbind waits with it, for up to 150 seconds of the engine's clock; then the unplug WARNs
+("Timeout waiting for device access to complete") and remove() goes on, leaving the reader
+asleep on a device that is gone, until a signal ends its read. The files' own state is
+reference counted, so a close after the unbind is safe.
 
 The answer to the blocking question is cdev_unplug.py: ``diff cdev_unplug_rfc.py
 cdev_unplug.py``.
@@ -21,11 +22,9 @@ from fakesys.drivers.lifetime import (
     POLLHUP,
     LifetimeRx,
     lifetime_class,
-    lifetime_node_add,
-    lifetime_node_del,
+    lifetime_device_add,
+    lifetime_device_del,
     lifetime_rx_copy,
-    lifetime_rx_init,
-    lifetime_rx_irq,
     lifetime_rx_poll,
     lifetime_rx_wait,
 )
@@ -50,7 +49,6 @@ from fakesys.linux import (
     Struct,
     container_of,
     devm_kzalloc,
-    free_irq,
     kfree,
     kref_get,
     kref_init,
@@ -58,9 +56,7 @@ from fakesys.linux import (
     kzalloc,
     module_platform_driver,
     platform_get_drvdata,
-    platform_get_irq,
     platform_set_drvdata,
-    request_irq,
     this_module,
     u32,
 )
@@ -151,13 +147,9 @@ async def unplug_probe(pdev: PlatformDevice) -> None:
     udev = kzalloc(UnplugDev)
     kref_init(udev.ref)
     udev.res = devm_kzalloc(pdev, UnplugResources)
-    lifetime_rx_init(udev.rx, pdev)
-    irq = platform_get_irq(pdev, 0)
-    request_irq(irq, lifetime_rx_irq, 0, "cdev_unplug_rfc", udev.rx)
     try:
-        udev.dev = await lifetime_node_add(unplug_nodes, pdev, udev.cdev, unplug_fops)
+        udev.dev = await lifetime_device_add(unplug_nodes, pdev, udev.cdev, udev.rx, unplug_fops)
     except ErrnoError:
-        free_irq(irq, udev.rx)
         kref_put(udev.ref, unplug_free)
         raise
     platform_set_drvdata(pdev, udev)
@@ -166,9 +158,8 @@ async def unplug_probe(pdev: PlatformDevice) -> None:
 async def unplug_remove(pdev: PlatformDevice) -> None:
     udev = platform_get_drvdata(pdev)
     assert isinstance(udev, UnplugDev)
-    await lifetime_node_del(unplug_nodes, udev.cdev, udev.dev)
     await video_device_unplug(udev.vdev)
-    free_irq(platform_get_irq(pdev, 0), udev.rx)
+    await lifetime_device_del(unplug_nodes, pdev, udev.cdev, udev.rx, udev.dev)
     kref_put(udev.ref, unplug_free)
 
 

@@ -21,11 +21,9 @@ from fakesys.drivers.lifetime import (
     POLLWRNORM,
     LifetimeRx,
     lifetime_class,
-    lifetime_node_add,
-    lifetime_node_del,
+    lifetime_device_add,
+    lifetime_device_del,
     lifetime_rx_copy,
-    lifetime_rx_init,
-    lifetime_rx_irq,
     lifetime_rx_poll,
     lifetime_rx_wait,
 )
@@ -44,15 +42,12 @@ from fakesys.linux import (
     container_of,
     dev_get_drvdata,
     dev_set_drvdata,
-    free_irq,
     kfree,
     kref_get,
     kref_init,
     kref_put,
     kzalloc,
     module_driver,
-    platform_get_irq,
-    request_irq,
     this_module,
     u64,
     wake_up,
@@ -132,13 +127,9 @@ serial_fops = FileOperations(
 async def serial_probe(dev: HotplugDevice) -> None:
     port = kzalloc(SerialPort)
     kref_init(port.ref)
-    lifetime_rx_init(port.rx, dev)
-    irq = platform_get_irq(dev, 0)
-    request_irq(irq, lifetime_rx_irq, 0, DRIVER_NAME, port.rx)
     try:
-        port.dev = await lifetime_node_add(serial_nodes, dev, port.cdev, serial_fops)
+        port.dev = await lifetime_device_add(serial_nodes, dev, port.cdev, port.rx, serial_fops)
     except ErrnoError:
-        free_irq(irq, port.rx)
         kref_put(port.ref, serial_port_release)
         raise
     dev_set_drvdata(dev, port)
@@ -149,8 +140,7 @@ async def serial_disconnect(dev: HotplugDevice) -> None:
     assert isinstance(port, SerialPort)
     port.hung_up = True  # tty_vhangup()
     wake_up(port.rx.wait)
-    await lifetime_node_del(serial_nodes, port.cdev, port.dev)
-    free_irq(platform_get_irq(dev, 0), port.rx)
+    await lifetime_device_del(serial_nodes, dev, port.cdev, port.rx, port.dev)
     kref_put(port.ref, serial_port_release)
 
 

@@ -42,7 +42,9 @@ from fakesys.linux import (
     cdev_device_del,
     cdev_init,
     class_get,
+    dev_driver_string,
     device_initialize,
+    free_irq,
     hold_point,
     hw_rx_read,
     ida_alloc,
@@ -54,9 +56,11 @@ from fakesys.linux import (
     module_exit,
     module_init,
     module_param,
+    platform_get_irq,
     poll_wait,
     put_device,
     register_chrdev_region,
+    request_irq,
     unregister_chrdev_region,
     wait_event_interruptible,
     wake_up,
@@ -147,6 +151,34 @@ async def lifetime_node_del(nodes: LifetimeClass, cdev: Cdev, dev: Device) -> No
     put_device(dev)
     if devt is not None:
         ida_free(nodes.minors, MINOR(devt))
+
+
+async def lifetime_device_add(
+    nodes: LifetimeClass,
+    pdev: Device,
+    cdev: Cdev,
+    rx: LifetimeRx,
+    fops: FileOperations,
+    devtype: str | None = None,
+) -> Device:
+    """What a lifetime driver's probe does for its device: the receive path (the device's
+    interrupt, requested in the driver's name) and the node. A failure undoes both."""
+    lifetime_rx_init(rx, pdev)
+    irq = platform_get_irq(pdev, 0)
+    request_irq(irq, lifetime_rx_irq, 0, dev_driver_string(pdev), rx)
+    try:
+        return await lifetime_node_add(nodes, pdev, cdev, fops, devtype)
+    except ErrnoError:
+        free_irq(irq, rx)
+        raise
+
+
+async def lifetime_device_del(
+    nodes: LifetimeClass, pdev: Device, cdev: Cdev, rx: LifetimeRx, dev: Device
+) -> None:
+    """What its remove does: the node goes, then the interrupt is freed."""
+    await lifetime_node_del(nodes, cdev, dev)
+    free_irq(platform_get_irq(pdev, 0), rx)
 
 
 # -- the receive path: interrupt, FIFO, readers --

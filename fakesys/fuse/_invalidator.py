@@ -18,7 +18,9 @@ and those of work it woke, like an expired dump), so the next path walk sees the
 notice waits for anything a client can hold, so a write never waits for another one. The
 notices are written to /dev/fuse from a worker thread, never from the trio thread:
 ``invalidate_entry`` waits for in-flight operations on the directory, and one of those may be
-waiting for the trio thread.
+waiting for the trio thread. Before the session is closed, :meth:`Invalidator.close` waits for
+the notice being written, if any, and stops the others: libfuse must not be handed a session
+that is being destroyed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import threading
 from dataclasses import dataclass
 
 import pyfuse3
@@ -51,6 +54,9 @@ class Invalidator(TreeListener):
     def __init__(self) -> None:
         self._send, self._receive = trio.open_memory_channel[_EntryGone | _AttrChanged](math.inf)
         self._limiter = trio.CapacityLimiter(1)
+        #: Held while a notice is written; once closed, none is.
+        self._writing = threading.Lock()
+        self._closed = False
         self.submitted = 0
         self._done = 0
         self._progress = trio.Event()
@@ -72,11 +78,25 @@ class Invalidator(TreeListener):
     async def run(self) -> None:
         async for item in self._receive:
             await trio.to_thread.run_sync(
-                _apply, item, limiter=self._limiter, abandon_on_cancel=True
+                self._write, item, limiter=self._limiter, abandon_on_cancel=True
             )
             self._done += 1
             self._progress.set()
             self._progress = trio.Event()
+
+    def _write(self, item: _EntryGone | _AttrChanged) -> None:
+        with self._writing:
+            if not self._closed:
+                _apply(item)
+
+    def close(self, timeout: float) -> None:
+        """Write no more notices. Waits up to ``timeout`` for the one being written: one that
+        waits for a request the stopped session will never answer ends only when the session
+        is closed."""
+        writing_done = self._writing.acquire(timeout=timeout)
+        self._closed = True
+        if writing_done:
+            self._writing.release()
 
     async def flush(self, upto: int, timeout: float) -> None:
         """Wait until the first ``upto`` notices reached the kernel (or ``timeout``)."""

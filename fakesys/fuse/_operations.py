@@ -6,6 +6,10 @@ Rules kept here (each one avoids a way to wedge or kill the mount):
   logged and answered with EIO. pyfuse3 lets any other exception end the session.
 * Files are served with direct_io and no page cache, so every read reaches the tree and the
   size reported by stat (4096 for a text attribute, 0 for a dump) does not cut reads short.
+  Not even an attribute that never changes can be kept in the page cache: there a read
+  stops at the cached size, and a read shorter than the page (any text shorter than 4096
+  bytes) makes the kernel shrink that size to the text's length, which `ls -l` and
+  `stat -c %s` then show, and sysfs says 4096.
 * Entries and attributes are cached by the kernel for an hour, and every change that stat or a
   path walk could see is announced at once by the :class:`~._invalidator.Invalidator`; a
   write(2) returns only after the notices submitted until then reached the kernel.
@@ -14,6 +18,10 @@ Rules kept here (each one avoids a way to wedge or kill the mount):
 * A read that may block (``FileOps.may_block``) waits in slices and watches the opener for a
   pending signal, answering EINTR, because pyfuse3 cannot see FUSE_INTERRUPT.
 * ``flush`` is not implemented (ENOSYS), so the kernel stops sending it.
+* The user who mounted the tree plays root's part in it, as in a user namespace that maps
+  them to 0: the nodes root owns are shown as theirs, and their requests reach the engine as
+  uid 0, so the root-only checks there (PCI config beyond 64 bytes, writes to ``tainted``)
+  let them through. Mounted by root, nothing changes.
 
 Limitations: read and write requests carry no caller, so I/O on a handle is attributed to the
 process that opened it; lseek, ioctl and file locks do not reach the file system.
@@ -21,14 +29,14 @@ process that opened it; lseek, ioctl and file locks do not reach the file system
 
 from __future__ import annotations
 
+import array
 import bisect
-import contextlib
 import errno
 import functools
 import itertools
 import logging
 import os
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
@@ -76,29 +84,50 @@ def guarded(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[An
     return wrapper
 
 
-@contextlib.contextmanager
-def acting_for(caller: Caller) -> Iterator[None]:
-    token = current_caller.set(caller)
-    try:
-        yield
-    finally:
-        current_caller.reset(token)
+class acting_for:
+    """Run a callback on behalf of ``caller``. A class, not a generator-based context
+    manager: every open, read, write and release enters one."""
+
+    __slots__ = ("_caller", "_token")
+
+    def __init__(self, caller: Caller) -> None:
+        self._caller = caller
+
+    def __enter__(self) -> None:
+        self._token = current_caller.set(self._caller)
+
+    def __exit__(self, *exc_info: object) -> None:
+        current_caller.reset(self._token)
 
 
-def _caller(ctx: pyfuse3.RequestContext) -> Caller:
-    return Caller(ctx.pid, ctx.uid, ctx.gid)
+def _in_tree(real: int, owner: int) -> int:
+    """A uid or gid of a request as the tree sees it: the owner's is root's."""
+    return 0 if real == owner else real
+
+
+def _shown(in_tree: int, owner: int) -> int:
+    """A uid or gid of the tree as stat shows it: root's is the owner's."""
+    return owner if in_tree == 0 else in_tree
 
 
 class Operations(pyfuse3.Operations, TreeListener):
     supports_dot_lookup = False
 
-    def __init__(self, tree: KernfsRoot, invalidator: Invalidator) -> None:
+    def __init__(
+        self,
+        tree: KernfsRoot,
+        invalidator: Invalidator,
+        owner: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__()
         self._tree = tree
         self._invalidator = invalidator
-        #: The kernel's lookup count of every inode it knows, and the nodes among them that
-        #: left the tree: those stay answerable (getattr) until the kernel forgets them.
-        self._lookups: dict[int, int] = {}
+        #: The uid and gid that play root's part (the mounting user's by default).
+        self._owner_uid, self._owner_gid = owner or (os.getuid(), os.getgid())
+        #: The kernel's lookup count of every inode, by number (0: unknown to the kernel), and
+        #: the nodes it knows that left the tree: those stay answerable (getattr) until the
+        #: kernel forgets them. An array: a big tree has hundreds of thousands of inodes.
+        self._lookups = array.array("Q")
         self._zombies: dict[int, KernfsNode] = {}
         self._handles: dict[int, OpenFile] = {}
         self._dirs: dict[int, list[KernfsNode]] = {}
@@ -113,21 +142,24 @@ class Operations(pyfuse3.Operations, TreeListener):
     # -- inode bookkeeping --
 
     def _node(self, ino: int) -> KernfsNode:
-        node = self._tree.inodes.get(ino) or self._zombies.get(ino)
+        node = self._tree.inode(ino) or self._zombies.get(ino)
         if node is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
         return node
 
     def _remember(self, node: KernfsNode) -> None:
-        self._lookups[node.ino] = self._lookups.get(node.ino, 0) + 1
+        lookups = self._lookups
+        if node.ino >= len(lookups):
+            lookups.frombytes(bytes(lookups.itemsize * max(node.ino + 1, 2 * len(lookups))))
+        lookups[node.ino] += 1
 
     def _attr(self, node: KernfsNode) -> pyfuse3.EntryAttributes:
         attr = pyfuse3.EntryAttributes()
         attr.st_ino = node.ino
         attr.st_mode = node.st_mode
         attr.st_nlink = node.nlink
-        attr.st_uid = node.uid
-        attr.st_gid = node.gid
+        attr.st_uid = _shown(node.uid, self._owner_uid)
+        attr.st_gid = _shown(node.gid, self._owner_gid)
         attr.st_size = node.size
         attr.st_blksize = 4096
         attr.st_blocks = 0
@@ -138,10 +170,15 @@ class Operations(pyfuse3.Operations, TreeListener):
         attr.attr_timeout = CACHE_TIMEOUT
         return attr
 
+    def _caller(self, ctx: pyfuse3.RequestContext) -> Caller:
+        return Caller(
+            ctx.pid, _in_tree(ctx.uid, self._owner_uid), _in_tree(ctx.gid, self._owner_gid)
+        )
+
     # -- TreeListener: keep removed nodes the kernel knows, wake pollers --
 
     def unlinked(self, node: KernfsNode) -> None:
-        if node.ino in self._lookups:
+        if node.ino < len(self._lookups) and self._lookups[node.ino]:
             self._zombies[node.ino] = node
 
     def changed(self, node: KernfsNode) -> None:
@@ -166,15 +203,15 @@ class Operations(pyfuse3.Operations, TreeListener):
         return self._attr(child)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        lookups = self._lookups
         for ino, nlookup in inode_list:
-            count = self._lookups.get(ino)
-            if count is None:
+            if ino >= len(lookups):
                 continue
-            if count <= nlookup:
-                del self._lookups[ino]
+            if lookups[ino] <= nlookup:
+                lookups[ino] = 0
                 self._zombies.pop(ino, None)
             else:
-                self._lookups[ino] = count - nlookup
+                lookups[ino] -= nlookup
 
     @guarded
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
@@ -193,14 +230,14 @@ class Operations(pyfuse3.Operations, TreeListener):
         # and mode may be changed by a privileged caller.
         node = self._node(inode)
         if fields.update_mode or fields.update_uid or fields.update_gid:
-            if ctx.uid != 0:
+            if self._caller(ctx).uid != 0:
                 raise pyfuse3.FUSEError(errno.EPERM)
             if fields.update_mode:
                 node.mode = attr.st_mode & 0o7777
             if fields.update_uid:
-                node.uid = attr.st_uid
+                node.uid = _in_tree(attr.st_uid, self._owner_uid)
             if fields.update_gid:
-                node.gid = attr.st_gid
+                node.gid = _in_tree(attr.st_gid, self._owner_gid)
         if fields.update_mtime:
             node.mtime_ns = attr.st_mtime_ns
         return self._attr(node)
@@ -301,7 +338,7 @@ class Operations(pyfuse3.Operations, TreeListener):
     @guarded
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         node = self._node(inode)
-        caller = _caller(ctx)
+        caller = self._caller(ctx)
         with acting_for(caller):
             of = await open_file(node, flags, caller)
         fh = next(self._next_fh)

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ..kernfs import ErrnoError
-from .stacktrace import frame
+from .stacktrace import Frames, enter, frames
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -94,22 +94,38 @@ def resume_module_code() -> None:
         module_text_fault(current_kernel(), module)
 
 
-@contextlib.contextmanager
-def _in_function(kernel: Kernel | None, fn: Callable[..., object]) -> Iterator[None]:
-    """Run as ``fn``: on ``kernel``, as the code of its module, in its frame."""
-    module = module_of(fn)
-    kernel_token = _kernel.set(kernel)
-    module_token = _code_module.set(module)
-    try:
-        with frame(_name(fn), module=module.name if module is not None else None):
-            yield
-    finally:
-        _code_module.reset(module_token)
-        _kernel.reset(kernel_token)
-
-
 def _name(fn: Callable[..., object]) -> str:
     return getattr(fn, "__name__", type(fn).__name__)
+
+
+@functools.lru_cache(maxsize=4096)
+def _code_of(func: Callable[..., object]) -> tuple[Frames, Module | None]:
+    """The frame of a driver function and its module, found once: they are entered at every
+    call (every read of a device or a dump comes through here)."""
+    module = module_of(func)
+    return frames(_name(func), module=module.name if module is not None else None), module
+
+
+class _in_function:
+    """Run as ``fn``: on ``kernel``, as the code of its module, in its frame. A class, as
+    :class:`.stacktrace.enter` is, for its cost on every call."""
+
+    __slots__ = ("_enter", "_kernel", "_kernel_token", "_module", "_module_token")
+
+    def __init__(self, kernel: Kernel | None, fn: Callable[..., object]) -> None:
+        code_frames, self._module = _code_of(getattr(fn, "__func__", fn))
+        self._kernel = kernel
+        self._enter = enter(code_frames)
+
+    def __enter__(self) -> None:
+        self._kernel_token = _kernel.set(self._kernel)
+        self._module_token = _code_module.set(self._module)
+        self._enter.__enter__()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._enter.__exit__()
+        _code_module.reset(self._module_token)
+        _kernel.reset(self._kernel_token)
 
 
 def _injected(kernel: Kernel, fn: Callable[..., object]) -> None:

@@ -28,6 +28,7 @@ from ..kernfs import DEFAULT_POLLMASK, ErrnoError, FileOps, KernfsNode, OpenFile
 from . import core  # a cycle: core adds the /dev nodes defined here
 from .calls import call, call_atomic, current_kernel
 from .module import this_module
+from .printk import KERN_ERR
 from .slab import Embedded, Struct
 from .stacktrace import SYSCALL_CLOSE, SYSCALL_OPEN, SYSCALL_READ, SYSCALL_WRITE, enter, frame
 from .wait import reading_from
@@ -39,6 +40,14 @@ if TYPE_CHECKING:
 
 CHRDEV_MAJOR_MAX = 255  # CHRDEV_MAJOR_HASH_SIZE; dynamic majors count down from 254
 CHRDEV_MAJOR_DYN_END = 234
+CHRDEV_MAJOR_DYN_EXT_START = 511
+CHRDEV_MAJOR_DYN_EXT_END = 384
+#: The majors find_dynamic_major() hands out, in its order: 254 down to 234, then 511 down to
+#: 384 (fs/char_dev.c); once they are all taken, alloc_chrdev_region() fails with EBUSY.
+DYNAMIC_MAJORS: tuple[int, ...] = (
+    *range(CHRDEV_MAJOR_MAX - 1, CHRDEV_MAJOR_DYN_END - 1, -1),
+    *range(CHRDEV_MAJOR_DYN_EXT_START, CHRDEV_MAJOR_DYN_EXT_END - 1, -1),
+)
 MINORBITS = 20
 
 Devt = tuple[int, int]
@@ -156,7 +165,7 @@ class CharDevices:
         ranges.append((first_minor, count, name))
 
     def find_dynamic_major(self) -> int:
-        for major in range(CHRDEV_MAJOR_MAX - 1, CHRDEV_MAJOR_DYN_END - 1, -1):
+        for major in DYNAMIC_MAJORS:
             if not self.majors.get(major):
                 return major
         raise ErrnoError(errno.EBUSY)
@@ -178,8 +187,14 @@ class CharDevices:
 def alloc_chrdev_region(first_minor: int, count: int, name: str) -> Devt:
     """A free dynamic major for ``count`` minors from ``first_minor``; EBUSY when none is
     left (find_dynamic_major())."""
-    registry = current_kernel().char_devices
-    major = registry.find_dynamic_major()
+    kernel = current_kernel()
+    registry = kernel.char_devices
+    try:
+        major = registry.find_dynamic_major()
+    except ErrnoError:
+        # __register_chrdev_region()
+        kernel.log.emit(KERN_ERR, f'CHRDEV "{name}" dynamic allocation region is full')
+        raise
     registry.register(major, first_minor, count, name)
     return MKDEV(major, first_minor)
 

@@ -41,12 +41,13 @@ class Class:
             create_bin_file(root, dev.kn, dev, attr)
 
     def add_device_links(self, dev: Device) -> None:
-        """device_add_class_symlinks(): ``subsystem``, ``device`` (to the parent) and the
-        class directory's link to the device."""
+        """device_add_class_symlinks(): ``subsystem``, ``device`` (to the parent, unless it
+        is a partition) and the class directory's link to the device."""
         root = self.kernel.kernfs
         assert self.kn is not None and dev.kn is not None
         root.create_link(dev.kn, "subsystem", self.kn)
-        if dev.parent is not None and dev.parent.kn is not None:
+        # A partition has no "device" link (device_is_not_partition()).
+        if dev.parent is not None and dev.parent.kn is not None and dev.devtype != "partition":
             root.create_link(dev.kn, "device", dev.parent.kn)
         root.create_link(self.kn, dev.name, dev.kn)
         self.devices.append(dev)

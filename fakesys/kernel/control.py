@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import functools
 import select
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -189,9 +190,19 @@ def _create_point_files(kernel: Kernel, parent: KernfsNode, point: HoldPoint) ->
     root = kernel.kernfs
     holds, delays = parent.lookup("hold"), parent.lookup("delay")
     assert holds is not None and delays is not None
-    name = point.name
-    create_file(root, holds, point, SysfsAttr(name, CONTROL_MODE, HoldPoint.show, _hold_store))
-    create_file(root, delays, point, SysfsAttr(name, CONTROL_MODE, _delay_show, _delay_store))
+    create_file(root, holds, point, _hold_file(point.name))
+    create_file(root, delays, point, _delay_file(point.name))
+
+
+# One declaration per point, shared by the files of every device.
+@functools.cache
+def _hold_file(name: str) -> SysfsAttr[HoldPoint]:
+    return SysfsAttr(name, CONTROL_MODE, HoldPoint.show, _hold_store)
+
+
+@functools.cache
+def _delay_file(name: str) -> SysfsAttr[HoldPoint]:
+    return SysfsAttr(name, CONTROL_MODE, _delay_show, _delay_store)
 
 
 def _point_defined(kernel: Kernel, name: str) -> None:

@@ -117,6 +117,32 @@ class Device:
     def __repr__(self) -> str:
         return f"<Device {self.name}>"
 
+    #: Whether devtmpfs makes a /dev node for the device's number.
+    devtmpfs_node = True
+
+    def get_device_parent(self) -> KernfsNode:
+        """get_device_parent(): the directory the device's directory goes in."""
+        return _parent_dir(self)
+
+    def add_files(self) -> None:
+        """The files the device's class and bus give it (device_add_attrs(), the bus's
+        dev_groups in bus_add_device()), its ``power/`` group (dpm_sysfs_add()) and its
+        hardware's attributes."""
+        assert self.kn is not None
+        root = self.kernel.kernfs
+        if self.cls is not None:
+            self.cls.add_device_attrs(self)
+        if self.bus is not None:
+            create_group(root, self.kn, self, self.bus.dev_attrs)
+        dpm_sysfs_add(self)
+        for name in self.hw.attrs:
+            create_file(root, self.kn, self, SysfsAttr(name, RO, _hw_attr_show(name)))
+
+    def matches(self, drv: Driver) -> bool:
+        """Whether ``drv`` may bind this device, driver_override aside: the bus's match."""
+        assert self.bus is not None
+        return self.bus.match(self, drv)
+
     @property
     def registered(self) -> bool:
         """device_is_registered(): in sysfs."""
@@ -264,11 +290,9 @@ async def device_add(dev: Device) -> None:
     """
     kernel = dev.kernel
     root = kernel.kernfs
-    parent_kn = _parent_dir(dev)
+    parent_kn = dev.get_device_parent()
     if parent_kn.lookup(dev.name) is not None:
-        kernel.log.emit(
-            KERN_ERR, f"sysfs: cannot create duplicate filename '{parent_kn.path()}/{dev.name}'"
-        )
+        root.duplicate(parent_kn, dev.name)
         raise ErrnoError(errno.EEXIST)
     if dev.parent is not None:
         get_device(dev.parent)
@@ -280,19 +304,16 @@ async def device_add(dev: Device) -> None:
         if dev.cls is not None:
             dev.cls.add_device_links(dev)
             undo.append(lambda: _remove_class_links(dev))
-            dev.cls.add_device_attrs(dev)
         if dev.bus is not None:
-            create_group(root, dev.kn, dev, dev.bus.dev_attrs)
             dev.bus.add_device(dev)
             undo.append(lambda: _remove_bus_links(dev))
-        dpm_sysfs_add(dev)
-        for name in dev.hw.attrs:
-            create_file(root, dev.kn, dev, SysfsAttr(name, RO, _hw_attr_show(name)))
+        dev.add_files()
         if dev.devt is not None:
             create_file(root, dev.kn, dev, DEV_ATTR_DEV)
             kernel.add_sys_dev_entry(dev)
             undo.append(lambda: kernel.remove_sys_dev_entry(dev))
-            await devtmpfs_create_node(dev, dev.devnode_mode or DEFAULT_DEVNODE_MODE)
+            if dev.devtmpfs_node:
+                await devtmpfs_create_node(dev, dev.devnode_mode or DEFAULT_DEVNODE_MODE)
     except ErrnoError:
         for step in reversed(undo):
             await step()
@@ -351,7 +372,8 @@ async def device_del(dev: Device) -> None:
     kernel.deferred_probe.delete(dev)
     await dpm_sysfs_remove(dev)
     if dev.devt is not None:
-        await devtmpfs_delete_node(dev)
+        if dev.devtmpfs_node:
+            await devtmpfs_delete_node(dev)
         await kernel.remove_sys_dev_entry(dev)
         await _remove_files(dev, (DEV_ATTR_DEV.name,))
     if dev.cls is not None:

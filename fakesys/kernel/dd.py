@@ -32,7 +32,7 @@ def driver_match_device(drv: Driver, dev: Device) -> bool:
     """driver_match_device(): the bus's match, honouring driver_override."""
     if dev.driver_override is not None:
         return dev.driver_override == drv.name
-    return drv.bus.match(dev, drv)
+    return dev.matches(drv)
 
 
 async def coredump_store(dev: Device, buf: bytes) -> int:

@@ -39,7 +39,8 @@ class Driver(Struct, name="device_driver", var="drv"):
 
     A driver file makes one at load (``PlatformDriver(name="foo", probe=foo_probe)``): the
     kernel and the owner are then the ones loading it, and the structure lives in the owner's
-    memory. Engine code gives ``kernel`` (and ``owner``) itself.
+    memory. Engine code gives ``kernel`` (and ``owner``) itself. A plain ``Driver`` names
+    its ``bus``, as a ``struct device_driver`` registered with driver_register() does.
     """
 
     #: The bus a driver of this class registers on (``platform_driver_register()`` sets it).
@@ -62,6 +63,7 @@ class Driver(Struct, name="device_driver", var="drv"):
         remove: DriverFn | None = None,
         coredump: DriverFn | None = None,
         id_table: Iterable[object] = (),
+        bus: BusType | None = None,
         kernel: Kernel | None = None,
         owner: Module | None = None,
     ) -> None:
@@ -70,7 +72,7 @@ class Driver(Struct, name="device_driver", var="drv"):
         self._zero(owner.static_memory(type(self)) if owner is not None else None)
         self.kernel = kernel
         self.name = name
-        self.bus = kernel.buses[self.BUS]
+        self.bus = bus if bus is not None else kernel.buses[self.BUS]
         self.owner = owner
         self.probe_fn = probe
         self.remove_fn = remove

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import trio
@@ -46,13 +46,14 @@ HOLD_POINTS = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class HoldPoint:
     name: str
     armed: bool = False
     delay_ms: int = 0
     holders: int = 0
-    _released: trio.Event = field(default_factory=trio.Event)
+    #: What the holders wait on; made by the first of them (every device has its points).
+    _released: trio.Event | None = None
 
     @property
     def state(self) -> str:
@@ -65,15 +66,19 @@ class HoldPoint:
 
     def release(self) -> None:
         self.armed = False
-        self._released.set()
-        self._released = trio.Event()
+        if self._released is not None:
+            self._released.set()
+            self._released = None
 
     async def hold(self) -> None:
         """Wait here while armed."""
         if self.armed:
+            if self._released is None:
+                self._released = trio.Event()
+            released = self._released
             self.holders += 1
             try:
-                await self._released.wait()
+                await released.wait()
             finally:
                 self.holders -= 1
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import trio
 
@@ -36,6 +36,7 @@ from .platform import PlatformBus
 from .printk import KERN_NOTICE, KERN_WARNING, DevKmsg, PrintkBuffer
 from .sched import current, print_worker_info
 from .slab import Slab
+from .stacktrace import stack
 from .timer import TimerList
 from .workqueue import Clock, DelayedWork
 
@@ -62,7 +63,7 @@ class Kernel:
     def __init__(self) -> None:
         self.clock = Clock()
         self.log = PrintkBuffer(self.clock.now_ns)
-        self.kernfs = KernfsRoot(warn=self._kernfs_warning)
+        self.kernfs = KernfsRoot(warn=self._kernfs_warning, duplicate=self._sysfs_warn_dup)
         self.taint = Taint()
         #: Oopses so far: die_counter of arch/x86/kernel/dumpstack.c, the ``[#n]``.
         self.die_counter = 0
@@ -148,6 +149,21 @@ class Kernel:
         contextvars.Context().run(self.nursery.start_soon, guarded)
         self.deferred_tasks += 1
 
+    def _sysfs_warn_dup(self, parent: KernfsNode, name: str) -> None:
+        """sysfs_warn_dup() (fs/sysfs/dir.c): the path below /sys, then the stack."""
+        path = parent.path()
+        if not path.startswith("/sys/") and path != "/sys":
+            return
+        self.log.emit(
+            KERN_WARNING,
+            f"sysfs: cannot create duplicate filename '{path.removeprefix('/sys')}/{name}'",
+        )
+        for line in [*self.dump_stack_header(), "Call Trace:", " <TASK>"]:
+            self.log.emit(KERN_WARNING, line)
+        for frame in stack("sysfs_warn_dup", "dump_stack_lvl"):
+            self.log.emit(KERN_WARNING, f" {frame}")
+        self.log.emit(KERN_WARNING, " </TASK>")
+
     def _kernfs_warning(self, message: str) -> None:
         self.log.emit(KERN_WARNING, message)
 
@@ -168,8 +184,10 @@ class Kernel:
         lines.append(f"Hardware name: {HARDWARE_NAME}")
         return lines + print_worker_info(task)
 
-    async def boot(self) -> None:
-        """Build the machine; from now on the calling task runs as this kernel's."""
+    async def boot(self, root_devices: bool = True) -> None:
+        """Build the machine; from now on the calling task runs as this kernel's. With
+        ``root_devices`` False, the platform bus device and the PCI host bridge are left for
+        later (:meth:`add_root_devices`): a recorded machine has its own."""
         set_current_kernel(self)
         # start_kernel(): the banner is the first message, pr_notice("%s", linux_banner).
         self.log.emit(KERN_NOTICE, LINUX_BANNER)
@@ -191,17 +209,31 @@ class Kernel:
         PlatformBus(self).register()
         PciBus(self).register()
         HotplugBus(self).register()
-        await device_add(self.platform_bus_device)
-        await pci_register_host_bridge(self)
+        if root_devices:
+            await self.add_root_devices(("platform", "pci"))
+
+    async def add_root_devices(self, buses: Iterable[str]) -> None:
+        """Add the root devices of the built-in ``buses`` named that are not in sysfs yet:
+        ``/sys/devices/platform``, and the PCI host bridge with its root bus."""
+        wanted = set(buses)
+        if "platform" in wanted and not self.platform_bus_device.registered:
+            await device_add(self.platform_bus_device)
+        if "pci" in wanted and not self.pci_host_bridge.registered:
+            await pci_register_host_bridge(self)
+
+    def _sys_dev_dir(self, dev: Device) -> KernfsNode:
+        """device_to_dev_kobj(): ``/sys/dev/block`` for the block class, else ``/sys/dev/char``."""
+        block = dev.cls is not None and dev.cls.name == "block"
+        return self.dev_block_kn if block else self.dev_char_kn
 
     def add_sys_dev_entry(self, dev: Device) -> None:
-        """``/sys/dev/char/<major>:<minor>`` (device_create_sys_dev_entry())."""
+        """``/sys/dev/{char,block}/<major>:<minor>`` (device_create_sys_dev_entry())."""
         assert dev.devt is not None and dev.kn is not None
-        self.kernfs.create_link(self.dev_char_kn, f"{dev.devt[0]}:{dev.devt[1]}", dev.kn)
+        self.kernfs.create_link(self._sys_dev_dir(dev), f"{dev.devt[0]}:{dev.devt[1]}", dev.kn)
 
     async def remove_sys_dev_entry(self, dev: Device) -> None:
         assert dev.devt is not None
-        kn = self.dev_char_kn.lookup(f"{dev.devt[0]}:{dev.devt[1]}")
+        kn = self._sys_dev_dir(dev).lookup(f"{dev.devt[0]}:{dev.devt[1]}")
         if kn is not None:
             await self.kernfs.remove(kn)
 

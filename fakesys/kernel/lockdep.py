@@ -162,7 +162,8 @@ class Lockdep:
         self._active_classes: dict[str, LockClass] = {}
 
     def reset(self) -> None:
-        """Lock debugging on, with no dependency learnt: as lockdep is after boot."""
+        """Lock debugging on, with no dependency learnt: as lockdep is after boot, so that a
+        cycle made again is reported again. The classes keep their names (``kn->active#N``)."""
         self.debug_locks = True
         self._deps.clear()
 

@@ -372,12 +372,14 @@ InitFn = Callable[[], Awaitable[None] | None]
 class _Loading:
     """What a driver file being executed registers into: its module (None when built in)."""
 
-    def __init__(self, kernel: Kernel, module: Module | None) -> None:
+    def __init__(
+        self, kernel: Kernel, module: Module | None, params: dict[str, object] | None = None
+    ) -> None:
         self.kernel = kernel
         self.module = module
         self.inits: list[InitFn] = []
         self.exits: list[InitFn] = []
-        self.params: dict[str, object] = module.params if module is not None else {}
+        self.params = module.params if module is not None else params or {}
 
 
 _loading: contextvars.ContextVar[_Loading | None] = contextvars.ContextVar("loading", default=None)
@@ -441,8 +443,10 @@ def _param_show(value: object) -> Callable[[Module], str]:
 
 
 @contextmanager
-def _executing(kernel: Kernel, module: Module | None) -> Iterator[_Loading]:
-    loading = _Loading(kernel, module)
+def _executing(
+    kernel: Kernel, module: Module | None, params: dict[str, object] | None
+) -> Iterator[_Loading]:
+    loading = _Loading(kernel, module, params)
     token = _loading.set(loading)
     try:
         with running(kernel):
@@ -451,9 +455,12 @@ def _executing(kernel: Kernel, module: Module | None) -> Iterator[_Loading]:
         _loading.reset(token)
 
 
-def exec_driver_file(kernel: Kernel, module: Module | None, path: Path) -> types.ModuleType:
+def exec_driver_file(
+    kernel: Kernel, module: Module | None, path: Path, params: dict[str, object] | None = None
+) -> types.ModuleType:
     """Execute a fresh copy of the driver file ``path`` for ``module``; its init and exit
-    functions are added to the module's, and kept on the code object for an unwinding."""
+    functions are added to the module's, and kept on the code object for an unwinding.
+    A built-in file (no module) reads ``params``, as given on the kernel command line."""
     unique = f"fakesys.loaded.{path.stem}_{next(_load_ids)}"
     spec = importlib.util.spec_from_file_location(unique, path)
     if spec is None or spec.loader is None:
@@ -462,7 +469,7 @@ def exec_driver_file(kernel: Kernel, module: Module | None, path: Path) -> types
     # Registered while it runs, so that its structs' annotations can be resolved.
     sys.modules[unique] = code
     try:
-        with _executing(kernel, module) as loading:
+        with _executing(kernel, module, params) as loading:
             spec.loader.exec_module(code)
     finally:
         del sys.modules[unique]
@@ -578,10 +585,13 @@ def _code_unit(mod: Module, init: ModuleInit) -> InitUnit:
 
 
 async def load_builtin(
-    kernel: Kernel, paths: list[Path], configure: Configure | None = None
+    kernel: Kernel,
+    files: list[tuple[Path, dict[str, object]]],
+    configure: Configure | None = None,
 ) -> None:
-    """Built-in driver files: executed and initialised at boot, never unloaded."""
-    codes = [exec_driver_file(kernel, None, path) for path in paths]
+    """Built-in driver files, each with its parameters (``<module>.<param>=`` on the kernel
+    command line): executed and initialised at boot, never unloaded."""
+    codes = [exec_driver_file(kernel, None, path, params) for path, params in files]
     if configure is not None:
         configure(codes)
     await run_inits(kernel, [_unit(code) for code in codes])

@@ -762,9 +762,12 @@ class PciBus(BusType):
 
     def add_device(self, dev: Device) -> None:
         """The device type's groups and the config file besides the bus's own attributes;
-        vgaarb's notifier picks a default VGA device."""
+        vgaarb's notifier picks a default VGA device. A recorded function
+        (:mod:`.replay`) brings its own files."""
         super().add_device(dev)
-        pdev = _pdev(dev)
+        if not isinstance(dev, PciDevice):
+            return
+        pdev = dev
         assert dev.kn is not None
         root = self.kernel.kernfs
         create_bin_file(root, dev.kn, dev, PCI_DEV_CONFIG)
@@ -775,13 +778,17 @@ class PciBus(BusType):
 
     async def probe_device(self, dev: Device) -> None:
         """pci_bus_add_device(): the resource files, then the drivers."""
-        pci_create_resource_files(_pdev(dev))
+        if isinstance(dev, PciDevice):
+            pci_create_resource_files(dev)
         await super().probe_device(dev)
 
     async def remove_device(self, dev: Device) -> None:
+        if not isinstance(dev, PciDevice):
+            await super().remove_device(dev)
+            return
         root = self.kernel.kernfs
         assert dev.kn is not None
-        names = [a.name for a in pci_dev_type_attrs(_pdev(dev))]
+        names = [a.name for a in pci_dev_type_attrs(dev)]
         for name in (*names, ASPM_LINK_DIR, PCI_DEV_CONFIG.name):
             kn = dev.kn.lookup(name)
             if kn is not None:

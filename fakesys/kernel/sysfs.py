@@ -8,13 +8,15 @@ raised inside a store shows ``vfs_write`` → ``kernfs_fop_write_iter`` → ``<n
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from ..kernfs import PAGE_SIZE, Attribute, BinAttribute, KernfsNode, KernfsRoot
+from ..kernfs import PAGE_SIZE, BinAttribute, ErrnoError, KernfsNode, KernfsRoot, TextAttribute
 from .lockdep import OF_MUTEX, SB_WRITERS, SB_WRITERS_ADDR, held, open_file_addr
+from .slab import Embedded
 from .stacktrace import SYSCALL_READ, SYSCALL_WRITE, Frames, enter, frames
 
 if TYPE_CHECKING:
@@ -100,34 +102,54 @@ def _store_frames(ops: str | None, name: str | None) -> Frames:
     )
 
 
-class _Show(Generic[T]):
-    """``show(obj)`` under the frames of a read: what a closure would do, in a quarter of the
-    memory (a big machine has a hundred thousand attributes)."""
+class SysfsFile(TextAttribute, Generic[T]):
+    """The file of one attribute of one object: ``show(obj)`` under the frames of a read,
+    ``store(obj, buf)`` under the frames and locks of a write. One small object per file, not
+    a closure per callback: a big machine has hundreds of thousands of attribute files."""
 
-    __slots__ = ("__name__", "frames", "obj", "show")
+    __slots__ = ("attr", "obj")
+    #: The show and store push their own frames (a driver's, called through :mod:`.calls`)
+    #: instead of ``<name>_show``/``<name>_store``.
+    own_frames = False
 
-    def __init__(self, obj: T, show: Callable[[T], str], frames: Frames) -> None:
-        self.obj, self.show, self.frames = obj, show, frames
-        self.__name__ = frames[-1][0]
+    def __init__(self, obj: T, attr: SysfsAttr[T]) -> None:
+        self.obj, self.attr = obj, attr
 
-    def __call__(self) -> str:
-        with enter(self.frames):
-            return self.show(self.obj)
+    @property
+    def _frames(self) -> tuple[str | None, str | None]:
+        ops = _sysfs_ops(type(self.obj))  # type: ignore[arg-type]  # a type is hashable
+        return ops, None if self.own_frames else self.attr.name
+
+    @property
+    def can_read(self) -> bool:
+        return self.attr.show is not None
+
+    @property
+    def can_write(self) -> bool:
+        return self.attr.store is not None
+
+    @property
+    def show_name(self) -> str:
+        return _show_frames(*self._frames)[-1][0]
+
+    def show(self) -> str:
+        show = self.attr.show
+        if show is None:
+            raise ErrnoError(errno.EIO)
+        with enter(_show_frames(*self._frames)):
+            return show(self.obj)
+
+    async def store(self, data: bytes) -> int:
+        store = self.attr.store
+        if store is None:
+            raise ErrnoError(errno.EIO)
+        with enter(_store_frames(*self._frames)), _write_locks(self.attr.name):
+            return await store(self.obj, data)
 
 
-class _Store(Generic[T]):
-    """``store(obj, buf)`` under the frames and locks of a write."""
-
-    __slots__ = ("frames", "name", "obj", "store")
-
-    def __init__(
-        self, obj: T, store: Callable[[T, bytes], Awaitable[int]], name: str, frames: Frames
-    ) -> None:
-        self.obj, self.store, self.name, self.frames = obj, store, name, frames
-
-    async def __call__(self, buf: bytes) -> int:
-        with enter(self.frames), _write_locks(self.name):
-            return await self.store(self.obj, buf)
+class _DriverSysfsFile(SysfsFile[T]):
+    __slots__ = ()
+    own_frames = True
 
 
 def create_file(
@@ -135,13 +157,8 @@ def create_file(
 ) -> KernfsNode:
     """The attribute's file; ``own_frames`` when its show and store push their own frames
     (a driver's, called through :mod:`.calls`) instead of ``<name>_show``/``<name>_store``."""
-    ops = _sysfs_ops(type(obj))  # type: ignore[arg-type]  # a type is hashable
-    named = None if own_frames else attr.name
-    show = None if attr.show is None else _Show(obj, attr.show, _show_frames(ops, named))
-    store = None
-    if attr.store is not None:
-        store = _Store(obj, attr.store, attr.name, _store_frames(ops, named))
-    return root.create_file(parent, attr.name, attr.mode, Attribute(show, store), size=PAGE_SIZE)
+    file = (_DriverSysfsFile if own_frames else SysfsFile)(obj, attr)
+    return root.create_file(parent, attr.name, attr.mode, file, size=PAGE_SIZE)
 
 
 def create_bin_file(
@@ -178,20 +195,36 @@ def create_group(
 # -- attributes of a driver's own (DEVICE_ATTR_RO() and device_create_file()) --
 
 
-@dataclass(frozen=True)
-class DeviceAttribute:
-    """``struct device_attribute``: ``show(dev) -> str`` (it cannot sleep) and ``async
-    store(dev, buf) -> int``, either None."""
+class DeviceAttribute(Embedded):
+    """``struct device_attribute``: ``show(dev, attr) -> str`` (it cannot sleep) and ``async
+    store(dev, attr, buf) -> int``, either None. Made whole (``DEVICE_ATTR_RO()``), or
+    embedded in a driver's struct and filled in at probe, as dynamic attributes are; a show
+    then finds its struct with container_of(attr)."""
 
-    name: str
-    mode: int
-    show: Callable[[Device], str] | None = None
-    store: Callable[[Device, bytes], Awaitable[int]] | None = None
+    C_SIZE = 48
+
+    def __init__(
+        self,
+        name: str = "",
+        mode: int = 0,
+        show: Callable[[Device, DeviceAttribute], str] | None = None,
+        store: Callable[[Device, DeviceAttribute, bytes], Awaitable[int]] | None = None,
+    ) -> None:
+        self.name = name
+        self.mode = mode
+        self.show = show
+        self.store = store
+
+
+def sysfs_attr_init(attr: DeviceAttribute) -> None:
+    """sysfs_attr_init(): lockdep's key for a dynamic attribute; nothing else to do."""
+    attr.touch(0, 8, write=True)
 
 
 def device_create_file(dev: Device, attr: DeviceAttribute) -> None:
     """device_create_file(): the driver's show and store run as its own functions (their
-    frames and module in reports), under ``dev_attr_show``/``dev_attr_store``."""
+    frames and module in reports), under ``dev_attr_show``/``dev_attr_store``. EEXIST (with
+    the kernel's warning) if the device already has a file of that name."""
     from .calls import call, call_atomic  # noqa: PLC0415 (calls imports the loader)
 
     kernel = dev.kernel
@@ -200,8 +233,8 @@ def device_create_file(dev: Device, attr: DeviceAttribute) -> None:
     sysfs_attr = SysfsAttr["Device"](
         attr.name,
         attr.mode,
-        None if show is None else lambda d: call_atomic(kernel, show, d),
-        None if store is None else lambda d, buf: call(kernel, store, d, buf),
+        None if show is None else lambda d: call_atomic(kernel, show, d, attr),
+        None if store is None else lambda d, buf: call(kernel, store, d, attr, buf),
     )
     create_file(kernel.kernfs, dev.kn, dev, sysfs_attr, own_frames=True)
 

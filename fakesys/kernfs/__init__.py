@@ -31,7 +31,13 @@ from ._file import (
     OpenFile as OpenFile,
 )
 from ._file import (
+    TextAttribute as TextAttribute,
+)
+from ._file import (
     current_caller as current_caller,
+)
+from ._file import (
+    kernfs_generic_poll as kernfs_generic_poll,
 )
 from ._file import (
     open_file as open_file,

@@ -23,7 +23,7 @@ import errno
 import os
 import select
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._errors import ErrnoError
 from ._node import KernfsNode, NodeKind, run_active, run_active_async
@@ -35,10 +35,10 @@ DEFAULT_POLLMASK = select.POLLIN | select.POLLOUT | select.POLLRDNORM | select.P
 POLL_CHANGED = select.POLLERR | select.POLLPRI
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(NamedTuple):
     """The process on whose behalf a callback runs: the opener for I/O on a handle (FUSE tells
-    read and write nothing about their caller), the requester for everything else."""
+    read and write nothing about their caller), the requester for everything else. A tuple:
+    one is made for every open(2)."""
 
     pid: int
     uid: int = 0
@@ -53,8 +53,12 @@ current_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
 class OpenFile:
     """One open(2) of a file: what ``struct kernfs_open_file`` holds."""
 
+    __slots__ = ("buffer", "caller", "event", "flags", "node", "ops", "private")
+
     def __init__(self, node: KernfsNode, flags: int, caller: Caller) -> None:
+        assert node.ops is not None
         self.node = node
+        self.ops: FileOps = node.ops
         self.flags = flags
         self.caller = caller
         self.event = 0
@@ -72,11 +76,6 @@ class OpenFile:
     @property
     def nonblocking(self) -> bool:
         return bool(self.flags & os.O_NONBLOCK)
-
-    @property
-    def ops(self) -> FileOps:
-        assert self.node.ops is not None
-        return self.node.ops
 
     async def read(self, offset: int, size: int) -> bytes:
         return await self.ops.read(self, offset, size)
@@ -146,48 +145,41 @@ async def open_file(node: KernfsNode, flags: int, caller: Caller) -> OpenFile:
     return of
 
 
-ShowFn = Callable[[], str]
-StoreFn = Callable[[bytes], Awaitable[int]]
+def kernfs_generic_poll(of: OpenFile) -> int:
+    """POLLERR|POLLPRI once the file changed (sysfs_notify()) since ``of`` last read it, or
+    once it is removed; a reader sets ``of.event`` when it reads."""
+    if not of.node.active or of.event != of.node.event:
+        return DEFAULT_POLLMASK | POLL_CHANGED
+    return DEFAULT_POLLMASK
 
 
-class Attribute(FileOps):
-    """A text attribute: ``show()`` returns the text (what sysfs_emit() would write), ``store()``
-    gets the bytes of one write and returns how many it consumed, or raises
-    :class:`ErrnoError`.
+class TextAttribute(FileOps):
+    """A text attribute's semantics; subclasses say what ``show()`` and ``store()`` do.
 
-    ``sysfs`` selects kernfs's open-time permission check; procfs files (``sysfs=False``) leave
-    that to the mode bits.
+    ``show()`` returns the text (what sysfs_emit() would write); ``store()`` gets the bytes of
+    one write and returns how many it consumed, or raises :class:`ErrnoError`. Without a show
+    or a store, a read or write that gets past the open-time check fails with EIO
+    (dev_attr_show(), dev_attr_store()).
     """
 
-    __slots__ = ("extra_open_perm_check", "show", "store")
+    __slots__ = ()
+    extra_open_perm_check = True
 
-    def __init__(
-        self,
-        show: ShowFn | None = None,
-        store: StoreFn | None = None,
-        *,
-        sysfs: bool = True,
-    ) -> None:
-        self.show = show
-        self.store = store
-        self.extra_open_perm_check = sysfs
+    def show(self) -> str:
+        raise ErrnoError(errno.EIO)
+
+    async def store(self, data: bytes) -> int:
+        raise ErrnoError(errno.EIO)
 
     @property
-    def can_read(self) -> bool:
-        return self.show is not None
-
-    @property
-    def can_write(self) -> bool:
-        return self.store is not None
+    def show_name(self) -> str:
+        """The show function's name, for the kernel's warnings."""
+        return "show"
 
     def _fill(self, of: OpenFile) -> bytes:
-        if self.show is None:
-            # dev_attr_show() without a show method
-            raise ErrnoError(errno.EIO)
         data = self.show().encode()
         if len(data) >= PAGE_SIZE:
-            name = getattr(self.show, "__name__", "show")
-            of.node.root.warn(f"fill_read_buffer: {name}+0x0/0x40 returned bad count")
+            of.node.root.warn(f"fill_read_buffer: {self.show_name}+0x0/0x40 returned bad count")
             data = data[: PAGE_SIZE - 1]
         of.event = of.node.event
         return data
@@ -204,16 +196,59 @@ class Attribute(FileOps):
         data = data[:PAGE_SIZE]
         if not data:
             return 0
-        store = self.store
-        if store is None:
+        if not self.can_write:
             raise ErrnoError(errno.EIO)
-        return await run_active_async(of.node, lambda: store(data))
+        return await run_active_async(of.node, lambda: self.store(data))
 
     def poll(self, of: OpenFile) -> int:
-        # kernfs_generic_poll()
-        if not of.node.active or of.event != of.node.event:
-            return DEFAULT_POLLMASK | POLL_CHANGED
-        return DEFAULT_POLLMASK
+        return kernfs_generic_poll(of)
+
+
+ShowFn = Callable[[], str]
+StoreFn = Callable[[bytes], Awaitable[int]]
+
+
+class Attribute(TextAttribute):
+    """A text attribute made of two functions, ``show()`` and ``store(data)``.
+
+    ``sysfs`` selects kernfs's open-time permission check; procfs files (``sysfs=False``) leave
+    that to the mode bits.
+    """
+
+    __slots__ = ("_show", "_store", "extra_open_perm_check")
+
+    def __init__(
+        self,
+        show: ShowFn | None = None,
+        store: StoreFn | None = None,
+        *,
+        sysfs: bool = True,
+    ) -> None:
+        self._show = show
+        self._store = store
+        self.extra_open_perm_check = sysfs
+
+    @property
+    def can_read(self) -> bool:
+        return self._show is not None
+
+    @property
+    def can_write(self) -> bool:
+        return self._store is not None
+
+    @property
+    def show_name(self) -> str:
+        return getattr(self._show, "__name__", "show")
+
+    def show(self) -> str:
+        if self._show is None:
+            raise ErrnoError(errno.EIO)
+        return self._show()
+
+    async def store(self, data: bytes) -> int:
+        if self._store is None:
+            raise ErrnoError(errno.EIO)
+        return await self._store(data)
 
 
 BinReadFn = Callable[[int, int], Awaitable[bytes]]

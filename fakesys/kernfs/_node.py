@@ -13,12 +13,11 @@ from __future__ import annotations
 import contextvars
 import enum
 import errno as _errno
-import itertools
 import stat
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import trio
 
@@ -37,79 +36,59 @@ class NodeKind(enum.Enum):
     LINK = stat.S_IFLNK
 
 
-# Inode numbers are never reused: a 64-bit counter cannot wrap in the life of a mount, and a
-# stale handle or cached dentry can then never be confused with a newer node.
-_inode_numbers = itertools.count(2)
 ROOT_INO = 1
 _NO_CHILDREN: dict[str, KernfsNode] = {}
+# kernfs_get_active() fails once this is added to the count (KN_DEACTIVATED_BIAS).
+_DEACTIVATED_BIAS = -(1 << 30)
+# Inode times come from the coarse clock (current_time()), which moves once a jiffy (HZ=250):
+# nodes made within one tick share a timestamp, and so one int object.
+_TICK_NS = 4_000_000
+
+
+@dataclass(slots=True)
+class KernfsIattrs:
+    """What a setattr changed (struct kernfs_iattrs): made only for the nodes it touched."""
+
+    uid: int
+    gid: int
+    mtime_ns: int
 
 
 class KernfsNode:
-    """One entry of the tree.
+    """One entry of the tree: a :class:`KernfsDir`, :class:`KernfsFile` or :class:`KernfsLink`.
 
     ``mode`` holds the permission bits only; the file type comes from ``kind``. ``size`` is what
     ``stat`` reports (sysfs: 4096 for text attributes, the bin attribute's size, 0 for
     directories and symlinks). ``subdirs`` counts the child directories, for the link count.
-    A big tree has hundreds of thousands of nodes, hence the slots.
+    Owner and modification time are root's and the creation time until a setattr changes
+    them. A big tree has hundreds of thousands of nodes, hence the slots, and each kind has
+    only the fields it uses; the others read as class attributes.
     """
 
-    __slots__ = (
-        "_active",
-        "_deactivated",
-        "_drained",
-        "children",
-        "ctime_ns",
-        "event",
-        "gid",
-        "ino",
-        "kind",
-        "mode",
-        "mtime_ns",
-        "name",
-        "ops",
-        "parent",
-        "root",
-        "size",
-        "subdirs",
-        "target",
-        "uid",
-    )  # fmt: skip
+    __slots__ = ("_active", "ctime_ns", "iattr", "ino", "mode", "name", "parent", "root")
 
-    def __init__(
-        self,
-        root: KernfsRoot,
-        kind: NodeKind,
-        name: str,
-        mode: int,
-        *,
-        ino: int | None = None,
-        ops: FileOps | None = None,
-        target: KernfsNode | None = None,
-        size: int = 0,
-    ) -> None:
+    kind: ClassVar[NodeKind]
+    # Only directories have children, only files have operations, a size and an event
+    # counter, only symlinks have a target.
+    children: dict[str, KernfsNode] = _NO_CHILDREN
+    subdirs = 0
+    ops: FileOps | None = None
+    size = 0
+    event = 0
+    target: KernfsNode | str | None = None
+
+    def __init__(self, root: KernfsRoot, name: str, mode: int) -> None:
         self.root = root
-        self.kind = kind
         self.name = name
         self.mode = mode
-        self.ino = next(_inode_numbers) if ino is None else ino
-        self.ops = ops
-        self.target = target
-        self.size = size
+        # The next inode number; the table's entry is filled once the node is linked.
+        inodes = root._inodes
+        self.ino = len(inodes)
+        inodes.append(None)
         self.parent: KernfsNode | None = None
-        # Files and symlinks share one empty mapping: only directories get children.
-        self.children: dict[str, KernfsNode] = {} if kind is NodeKind.DIR else _NO_CHILDREN
-        self.subdirs = 0
-        self.uid = 0
-        self.gid = 0
-        self.ctime_ns = time.time_ns()
-        self.mtime_ns = self.ctime_ns
-        # kernfs_get_open_node() starts the event counter at 1 and an open file's copy at 0, so
-        # a poll before the first read reports POLLERR|POLLPRI (fs/kernfs/file.c).
-        self.event = 1
+        self.ctime_ns = root.stamp()
+        self.iattr: KernfsIattrs | None = None
         self._active = 0
-        self._deactivated = False
-        # Made only when a removal has to wait for callbacks in flight.
-        self._drained: trio.Event | None = None
 
     def __repr__(self) -> str:
         return f"<KernfsNode {self.path()!r} ino={self.ino}>"
@@ -118,24 +97,27 @@ class KernfsNode:
 
     @property
     def active(self) -> bool:
-        return not self._deactivated
+        return self._active >= 0
 
     def get_active(self) -> bool:
-        if self._deactivated:
+        if self._active < 0:
             return False
         self._active += 1
         return True
 
     def put_active(self) -> None:
         self._active -= 1
-        if self._deactivated and self._active == 0 and self._drained is not None:
-            self._drained.set()
+        if self._active == _DEACTIVATED_BIAS:
+            drained = self.root.draining.pop(self, None)
+            if drained is not None:
+                drained.set()
+
+    def _deactivate(self) -> None:
+        self._active += _DEACTIVATED_BIAS
 
     async def _drain(self) -> None:
-        if self._active:
-            if self._drained is None:
-                self._drained = trio.Event()
-            await self._drained.wait()
+        if self._active != _DEACTIVATED_BIAS:
+            await self.root.draining.setdefault(self, trio.Event()).wait()
 
     # -- tree structure --
 
@@ -161,7 +143,7 @@ class KernfsNode:
         """The active child called ``name``; a node being removed is invisible, as in
         kernfs_iop_lookup()."""
         child = self.children.get(name)
-        if child is None or child._deactivated:
+        if child is None or child._active < 0:
             return None
         return child
 
@@ -182,9 +164,12 @@ class KernfsNode:
 
     def link_target(self) -> str:
         """The relative target of a symlink, as kernfs_get_target_path() builds it: one ``..``
-        per level from the link's directory up to the common ancestor, then down."""
+        per level from the link's directory up to the common ancestor, then down. A link made
+        with a target path (a recorded one) reads as that path, whether or not it resolves."""
         assert self.kind is NodeKind.LINK
         assert self.target is not None
+        if isinstance(self.target, str):
+            return self.target
         assert self.parent is not None
         here = self.parent.ancestors()
         there = self.target.ancestors()
@@ -197,6 +182,37 @@ class KernfsNode:
         downs = [node.name for node in there[common:]]
         return "/".join(ups + downs)
 
+    # -- owner and times (kernfs_iattrs) --
+
+    def _iattr(self) -> KernfsIattrs:
+        if self.iattr is None:
+            self.iattr = KernfsIattrs(0, 0, self.ctime_ns)
+        return self.iattr
+
+    @property
+    def uid(self) -> int:
+        return 0 if self.iattr is None else self.iattr.uid
+
+    @uid.setter
+    def uid(self, uid: int) -> None:
+        self._iattr().uid = uid
+
+    @property
+    def gid(self) -> int:
+        return 0 if self.iattr is None else self.iattr.gid
+
+    @gid.setter
+    def gid(self, gid: int) -> None:
+        self._iattr().gid = gid
+
+    @property
+    def mtime_ns(self) -> int:
+        return self.ctime_ns if self.iattr is None else self.iattr.mtime_ns
+
+    @mtime_ns.setter
+    def mtime_ns(self, mtime_ns: int) -> None:
+        self._iattr().mtime_ns = mtime_ns
+
     @property
     def nlink(self) -> int:
         return 2 + self.subdirs if self.kind is NodeKind.DIR else 1
@@ -206,10 +222,45 @@ class KernfsNode:
         return self.kind.value | self.mode
 
     def notify(self) -> None:
-        """kernfs_notify(): bump the event counter and tell pollers."""
-        self.event += 1
+        """kernfs_notify(): tell pollers (a file also bumps its event counter)."""
         for listener in self.root.listeners:
             listener.changed(self)
+
+
+class KernfsDir(KernfsNode):
+    __slots__ = ("children", "subdirs")
+    kind = NodeKind.DIR
+
+    def __init__(self, root: KernfsRoot, name: str, mode: int) -> None:
+        super().__init__(root, name, mode)
+        self.children = {}
+        self.subdirs = 0
+
+
+class KernfsFile(KernfsNode):
+    __slots__ = ("event", "ops", "size")
+    kind = NodeKind.FILE
+
+    def __init__(self, root: KernfsRoot, name: str, mode: int, ops: FileOps, size: int) -> None:
+        super().__init__(root, name, mode)
+        self.ops = ops
+        self.size = size
+        # kernfs_get_open_node() starts the event counter at 1 and an open file's copy at 0, so
+        # a poll before the first read reports POLLERR|POLLPRI (fs/kernfs/file.c).
+        self.event = 1
+
+    def notify(self) -> None:
+        self.event += 1
+        super().notify()
+
+
+class KernfsLink(KernfsNode):
+    __slots__ = ("target",)
+    kind = NodeKind.LINK
+
+    def __init__(self, root: KernfsRoot, name: str, target: KernfsNode | str) -> None:
+        super().__init__(root, name, 0o777)
+        self.target = target
 
 
 class TreeListener:
@@ -232,41 +283,68 @@ class TreeListener:
 
 
 class KernfsRoot:
-    """A tree: the root directory, the listeners and the table of live inodes."""
+    """A tree: the root directory, the listeners and the table of live inodes.
 
-    def __init__(self, warn: Callable[[str], None] | None = None) -> None:
+    Inode numbers are never reused: a stale handle or cached dentry can then never be
+    confused with a newer node. Inode *n* is entry *n* of the table, None once removed: a
+    list costs a quarter of a dict, and a removed node leaves only its empty entry.
+    """
+
+    def __init__(
+        self,
+        warn: Callable[[str], None] | None = None,
+        duplicate: Callable[[KernfsNode, str], None] | None = None,
+    ) -> None:
         #: Where kernfs's own warnings go (the kernel log, once the engine is attached).
         self.warn: Callable[[str], None] = warn or (lambda message: None)
+        #: Told of a name that could not be created because it exists (sysfs_warn_dup()).
+        self.duplicate: Callable[[KernfsNode, str], None] = duplicate or (lambda parent, name: None)
         self.listeners: list[TreeListener] = []
-        self.inodes: dict[int, KernfsNode] = {}
-        self.root = KernfsNode(self, NodeKind.DIR, "", 0o755, ino=ROOT_INO)
-        self.inodes[ROOT_INO] = self.root
+        self._inodes: list[KernfsNode | None] = [None]
+        #: The nodes whose removal waits for callbacks in flight, and what it waits on.
+        self.draining: dict[KernfsNode, trio.Event] = {}
+        self._stamp = time.time_ns()
+        self.root: KernfsNode = KernfsDir(self, "", 0o755)
+        assert self.root.ino == ROOT_INO
+        self._inodes[ROOT_INO] = self.root
+
+    def inode(self, ino: int) -> KernfsNode | None:
+        """The live node with this inode number."""
+        return self._inodes[ino] if 0 < ino < len(self._inodes) else None
+
+    def stamp(self) -> int:
+        """The time now, on the coarse clock."""
+        now = time.time_ns()
+        if now - self._stamp >= _TICK_NS:
+            self._stamp = now
+        return self._stamp
 
     def _link(self, parent: KernfsNode, node: KernfsNode) -> KernfsNode:
-        if parent.kind is not NodeKind.DIR or not parent.active:
+        if not isinstance(parent, KernfsDir) or parent._active < 0:
             raise ErrnoError(_errno.ENOENT)
-        if node.name in parent.children:
-            # sysfs_warn_dup() in fs/sysfs/dir.c; the caller logs the warning.
+        children = parent.children
+        if node.name in children:
+            self.duplicate(parent, node.name)
             raise ErrnoError(_errno.EEXIST)
         node.parent = parent
-        parent.children[node.name] = node
-        if node.kind is NodeKind.DIR:
+        children[node.name] = node
+        if isinstance(node, KernfsDir):
             parent.subdirs += 1
-        self.inodes[node.ino] = node
+        self._inodes[node.ino] = node
         for listener in self.listeners:
             listener.added(node)
         return node
 
     def create_dir(self, parent: KernfsNode, name: str, mode: int = 0o755) -> KernfsNode:
-        return self._link(parent, KernfsNode(self, NodeKind.DIR, name, mode))
+        return self._link(parent, KernfsDir(self, name, mode))
 
     def create_file(
         self, parent: KernfsNode, name: str, mode: int, ops: FileOps, size: int = 0
     ) -> KernfsNode:
-        return self._link(parent, KernfsNode(self, NodeKind.FILE, name, mode, ops=ops, size=size))
+        return self._link(parent, KernfsFile(self, name, mode, ops, size))
 
-    def create_link(self, parent: KernfsNode, name: str, target: KernfsNode) -> KernfsNode:
-        return self._link(parent, KernfsNode(self, NodeKind.LINK, name, 0o777, target=target))
+    def create_link(self, parent: KernfsNode, name: str, target: KernfsNode | str) -> KernfsNode:
+        return self._link(parent, KernfsLink(self, name, target))
 
     def mkdir_p(self, path: str) -> KernfsNode:
         node = self.root
@@ -292,19 +370,19 @@ class KernfsRoot:
         self._unlink(node, self._deactivate(node))
 
     def _deactivate(self, node: KernfsNode) -> list[KernfsNode]:
-        nodes = [n for n in node.subtree() if not n._deactivated]
+        nodes = [n for n in node.subtree() if n.active]
         for n in nodes:
-            n._deactivated = True
+            n._deactivate()
         return nodes
 
     def _unlink(self, node: KernfsNode, nodes: list[KernfsNode]) -> None:
         for n in nodes:
             parent = n.parent
-            if parent is not None and parent.children.get(n.name) is n:
+            if isinstance(parent, KernfsDir) and parent.children.get(n.name) is n:
                 del parent.children[n.name]
                 if n.kind is NodeKind.DIR:
                     parent.subdirs -= 1
-            self.inodes.pop(n.ino, None)
+            self._inodes[n.ino] = None
             for listener in self.listeners:
                 listener.unlinked(n)
         # Only the top of the subtree is announced: dropping a directory from a cache drops
@@ -326,13 +404,13 @@ class KernfsRoot:
             raise RuntimeError("remove_self() outside a callback of that node")
         ref.broken = True
         node.put_active()
-        if node._deactivated:
+        if not node.active:
             return False
         await self.remove(node)
         return True
 
 
-@dataclass
+@dataclass(slots=True)
 class ActiveRef:
     """The active reference held by the callback running in this task."""
 

@@ -14,10 +14,20 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 class=sys/class/devcoredump
 coredump() { echo 1 > "sys/devices/platform/$1/coredump"; }
-dumps() { ls $class | grep '^devcd' | tr '\n' ' '; }
 # dump_of DEVICE: the devcdN of DEVICE's dump, or nothing
 dump_of() { basename "$(readlink "sys/devices/platform/$1/devcoredump" 2>/dev/null)" 2>/dev/null; }
 wait_gone() { poll "[ ! -e $class/$1 ]"; }
+
+[ "$(cat $class/disabled)" = 0 ] ||
+  needs "device coredumps enabled ($class/disabled is 1, and it only goes one way: remount)"
+for era in legacy put fixed seed; do
+  dcd=$(dump_of "dump_$era.0")
+  if [ -n "$dcd" ]; then  # a dump left by an earlier user: any write deletes it
+    echo 1 > "$class/$dcd/data"
+    wait_gone "$dcd" || needs "the dump $dcd of dump_$era.0 gone, and deleting it failed"
+  fi
+  need_bound "dump_$era" "dump_$era.0"
+done
 echo 1 > $ctl/debug_locks
 
 say "legacy: the dump outlives the unbind"

@@ -5,6 +5,8 @@
 # operations. Unbinding frees the data while a file is still open; the next read, write or
 # close uses freed memory. The fix keeps the data alive until the last close.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_bound cdev_devm cdev_devm.0
+need_bound cdev_refcounted cdev_refcounted.0
 
 say "buggy: devm-allocated private data behind dev/devm0"
 mark=$(kmsg_mark)
@@ -17,14 +19,12 @@ expect_eq "node after unbind" absent "$([ -e dev/devm0 ] && echo present || echo
 expect_error "read after unbind" "No such device" head -c 5 <&3
 expect_report "read after unbind" "$mark" chardev_read
 expect_taint_b "read after unbind"
-echo 1 > $ctl/kasan_multi_shot
 mark=$(kmsg_mark)
 expect_error "write after unbind" "No such device" bash -c 'echo data >&3'
 expect_report "write after unbind" "$mark" chardev_write
 mark=$(kmsg_mark)
 exec 3>&-
 expect_report "close after unbind" "$mark" chardev_release
-echo 0 > $ctl/kasan_multi_shot
 rebind cdev_devm cdev_devm.0
 
 say "the race inside a read: unbind frees the buffer while a read is in the driver"

@@ -6,6 +6,8 @@
 # tasklet again, and it runs on state devres has freed. The fix frees the IRQ in remove(),
 # before tasklet_kill().
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_bound cdev_irq_devm cdev_irq_devm.0
+need_bound cdev_irq_fixed cdev_irq_fixed.0
 
 # interrupt_in_window DRIVER: unbind DRIVER.0, stopped between remove() and the devres release;
 # raise the device's interrupt there; then let the unbind and any tasklet finish.

@@ -7,6 +7,7 @@
 # woken with EIO and the detach does not wait for data; a read past its wait (copying) is
 # waited for.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_bound cdev_revoke cdev_revoke.0
 
 mark=$(kmsg_mark)
 taint_before=$(taint)

@@ -8,6 +8,7 @@
 #                   unplug waits for a blocked read until data comes, or gives up after
 #                   150 s with a WARN and frees the device under it
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_bound cdev_unplug cdev_unplug.0
 
 mark=$(kmsg_mark)
 taint_before=$(taint)
@@ -56,7 +57,7 @@ blocked_rfc_reader() {
   wait_readers cdev_unplug_rfc.0 1
   echo cdev_unplug_rfc.0 > $rfc_unbind &
   unbinder=$!
-  poll "[ ! -e dev/unplugrfc0 ]" || fail "the unbind did not reach remove()"
+  wait_unbinding cdev_unplug_rfc.0
 }
 
 say "as posted: unplug waits for a blocked reader until data comes"

@@ -8,6 +8,11 @@
 # that drops its count inside its own close can go before the close returns, unless the
 # caller holds the count around the close.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+for drv in cdev_modref_locked cdev_modref_racy; do
+  need_bound $drv $drv.0
+  refcnt=$(cat sys/module/$drv/refcnt)
+  [ "$refcnt" = 0 ] || needs "module $drv unused, to unload it (refcnt $refcnt: a file is open elsewhere)"
+done
 
 reload() {
   [ -d "sys/module/$1" ] || echo "$1" > $ctl/init_module

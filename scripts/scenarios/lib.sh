@@ -3,7 +3,13 @@
 # A script sources this file, then works inside the mount (the current directory). It mounts
 # the built-in scenario on a temporary directory and unmounts it on exit, or uses the mount
 # named by FAKESYS_MOUNT when that is set. Every check that fails is reported and makes the
-# script exit non-zero.
+# script exit 1.
+#
+# A shared tree may be in any state: devices unbound, modules unloaded, hold points armed by a
+# script that was interrupted. Each script first brings what it uses to a known state (every
+# hold point and delay is released here, need_bound binds its devices afresh, the devcoredump
+# script deletes the dumps left of its devices), or stops with one line saying what it needs
+# and exit status 2.
 
 set -u
 scenarios_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -53,8 +59,23 @@ fi
 
 ctl=sys/kernel/debug/fakesys
 drivers=sys/bus/platform/drivers
+script_name=$(basename "$0")
+
+# needs WHAT: the tree cannot be used as this script needs; one line, exit status 2
+needs() {
+  echo "$script_name: needs $*" >&2
+  exit 2
+}
+
+[ -d "$ctl" ] || needs "a fakesys tree (no $ctl in $PWD)"
 # Report every use after free, not only the first of the mount's life.
 echo 1 > $ctl/kasan_multi_shot
+# release_holds DIR: every hold point and delay under DIR off
+release_holds() {
+  local point
+  for point in "$1"/hold/* "$1"/delay/*; do echo 0 > "$point"; done
+}
+release_holds $ctl
 
 say() { printf '\n== %s\n' "$*"; }
 ok() { printf '   ok: %s\n' "$*"; }
@@ -174,6 +195,32 @@ in_flight() { kill -0 "$1" 2>/dev/null && echo waiting || echo returned; }
 # rebind DRIVER DEVICE: make sure DEVICE is bound to DRIVER again (for a shared mount)
 rebind() {
   [ -e "$drivers/$1/$2" ] || echo "$2" > "$drivers/$1/bind"
+}
+
+# need_bound DRIVER DEVICE...: each (platform) DEVICE freshly bound to DRIVER, with its hold
+# points released: the driver's module (named after it in the built-in scenario) is loaded if
+# it is not, and a device bound to DRIVER or to another driver is unbound first, so the
+# driver starts from a clean probe (no data left from an earlier user).
+need_bound() {
+  local drv=$1 dev bound err
+  shift
+  if [ ! -d "$drivers/$drv" ]; then
+    err=$( { echo "$drv" > $ctl/init_module; } 2>&1 ) ||
+      needs "the driver $drv; loading its module failed: ${err##*: } (not the built-in scenario?)"
+  fi
+  for dev in "$@"; do
+    [ -e "sys/bus/platform/devices/$dev" ] || needs "the device $dev (not the built-in scenario?)"
+    release_holds "$ctl/devices/$dev"
+    [ "$(cat "$ctl/devices/$dev/readers")" = 0 ] ||
+      needs "no read of $dev blocked in its driver (another program has one: end it)"
+    bound=$(readlink "sys/bus/platform/devices/$dev/driver")
+    if [ -n "$bound" ]; then
+      echo "$dev" > "$drivers/${bound##*/}/unbind"
+    fi
+    err=$( { echo "$dev" > "$drivers/$drv/bind"; } 2>&1 ) ||
+      needs "$dev bound to $drv; binding it failed: ${err##*: }" \
+        "(driver_override: $(cat "sys/bus/platform/devices/$dev/driver_override"))"
+  done
 }
 
 finish() {

@@ -256,6 +256,14 @@ def test_legacy_read_after_unbind_uses_freed_state_and_pins_the_module(mount: Mo
     mount.sh(rmmod, check=True)
 
 
+# The deletion work in its worker, down to where kernel threads start (x86: ret_from_fork_asm
+# since v6.7), as the 2025 splat shows it.
+DEVCD_DEL_WORKER = [
+    "devcd_del", "process_one_work", "worker_thread", "kthread", "ret_from_fork",
+    "ret_from_fork_asm",
+]  # fmt: skip
+
+
 def lock_cycle(mount: Mount, era: str) -> list[str]:
     """A write deletes one dump; the next is deleted by dev_coredump_put() at unbind."""
     device = f"sys/devices/platform/dump_{era}.0"
@@ -316,12 +324,7 @@ def test_put_era_lock_cycle_is_reported_as_in_the_fix(mount: Mount) -> None:
         "sysfs_remove_groups",
         "device_remove_attrs",
         "device_del",
-        "devcd_del",
-        "process_one_work",
-        "worker_thread",
-        "kthread",
-        "ret_from_fork",
-        "ret_from_fork_asm",
+        *DEVCD_DEL_WORKER,
     ]
     # devcd_free() is inlined into dev_coredump_put(), as in the splat
     assert chain(0)[:6] == [
@@ -659,12 +662,7 @@ def test_a_report_from_the_deletion_work_names_its_worker(mount: Mount) -> None:
         "device_release",
         "kobject_put",
         "put_device",
-        "devcd_del",
-        "process_one_work",
-        "worker_thread",
-        "kthread",
-        "ret_from_fork",
-        "ret_from_fork_asm",
+        *DEVCD_DEL_WORKER,
     ]
 
 

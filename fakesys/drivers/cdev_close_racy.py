@@ -20,11 +20,9 @@ from fakesys.drivers.lifetime import (
     POLLHUP,
     LifetimeRx,
     lifetime_class,
-    lifetime_node_add,
-    lifetime_node_del,
+    lifetime_device_add,
+    lifetime_device_del,
     lifetime_rx_copy,
-    lifetime_rx_init,
-    lifetime_rx_irq,
     lifetime_rx_poll,
     lifetime_rx_wait,
 )
@@ -43,7 +41,6 @@ from fakesys.linux import (
     PlatformDriver,
     Struct,
     container_of,
-    free_irq,
     hold_point,
     kfree,
     kref_get,
@@ -53,9 +50,7 @@ from fakesys.linux import (
     module_platform_driver,
     module_put,
     platform_get_drvdata,
-    platform_get_irq,
     platform_set_drvdata,
-    request_irq,
     this_module,
     try_module_get,
     wake_up,
@@ -132,13 +127,9 @@ close_fops = FileOperations(
 async def close_probe(pdev: PlatformDevice) -> None:
     priv = kzalloc(CloseDev)
     kref_init(priv.ref)
-    lifetime_rx_init(priv.rx, pdev)
-    irq = platform_get_irq(pdev, 0)
-    request_irq(irq, lifetime_rx_irq, 0, DRIVER_NAME, priv.rx)
     try:
-        priv.dev = await lifetime_node_add(close_nodes, pdev, priv.cdev, close_fops)
+        priv.dev = await lifetime_device_add(close_nodes, pdev, priv.cdev, priv.rx, close_fops)
     except ErrnoError:
-        free_irq(irq, priv.rx)
         kref_put(priv.ref, close_free)
         raise
     platform_set_drvdata(pdev, priv)
@@ -147,8 +138,7 @@ async def close_probe(pdev: PlatformDevice) -> None:
 async def close_remove(pdev: PlatformDevice) -> None:
     priv = platform_get_drvdata(pdev)
     assert isinstance(priv, CloseDev)
-    await lifetime_node_del(close_nodes, priv.cdev, priv.dev)
-    free_irq(platform_get_irq(pdev, 0), priv.rx)
+    await lifetime_device_del(close_nodes, pdev, priv.cdev, priv.rx, priv.dev)
     priv.gone = True
     wake_up(priv.rx.wait)
     kref_put(priv.ref, close_free)

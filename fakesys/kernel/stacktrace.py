@@ -66,22 +66,6 @@ SYSCALL_FINIT_MODULE = frames(
 SYSCALL_DELETE_MODULE = frames(*_SYSCALL, "x64_sys_call", "__x64_sys_delete_module")
 
 
-class as_syscall:
-    """Run the block on the stack of system call ``outer_first`` alone: what the engine does
-    for a control file that stands for a system call (``init_module`` for insmod)."""
-
-    __slots__ = ("_outer_first", "_token")
-
-    def __init__(self, outer_first: Frames) -> None:
-        self._outer_first = outer_first
-
-    def __enter__(self) -> None:
-        self._token = _frames.set(self._outer_first)
-
-    def __exit__(self, *exc_info: object) -> None:
-        _frames.reset(self._token)
-
-
 class enter:
     """Enter prebuilt frames, outermost first. A class, not a generator-based context manager:
     it is on the path of every attribute read, and costs a third of one."""
@@ -96,6 +80,16 @@ class enter:
 
     def __exit__(self, *exc_info: object) -> None:
         _frames.reset(self._token)
+
+
+class as_syscall(enter):
+    """Run the block on the stack of system call ``outer_first`` alone: what the engine does
+    for a control file that stands for a system call (``init_module`` for insmod)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        self._token = _frames.set(self._outer_first)
 
 
 def frame(*names: str, module: str | None = None) -> enter:

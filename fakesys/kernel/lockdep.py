@@ -36,11 +36,11 @@ if TYPE_CHECKING:
 RULER = "=" * 54
 THIN = "-" * 54
 
-# Wait types (include/linux/lockdep_types.h), printed as {inner:outer}.
+# Wait types (include/linux/lockdep_types.h). print_lock_name() prints a class's as
+# {outer:inner}, the outer being the inner where a class sets none.
 LD_WAIT_INV = 0  # not checked: lockdep maps, kernfs active references
 LD_WAIT_FREE = 1  # rcu_read_lock
-LD_WAIT_SPIN = 2  # raw_spinlock_t, and spinlock_t without PREEMPT_RT
-LD_WAIT_CONFIG = 2  # spinlock_t
+LD_WAIT_CONFIG = 2  # spinlock_t (LD_WAIT_SPIN, raw_spinlock_t, is 2 as well)
 LD_WAIT_SLEEP = 3  # mutexes, semaphores
 
 # A kernfs node's address in the kernfs_node_cache, derived from its inode number.
@@ -55,20 +55,23 @@ class LockClass:
     """A lock class: all locks initialised at one place share it (``&devcd->mutex``).
 
     ``usage`` is the usage mask print_lock_name() shows (``+`` used, ``.`` not, for each of
-    hardirq and softirq, write and read); ``wait`` the inner and outer wait types;
+    hardirq and softirq, write and read); ``wait`` the inner and outer wait types (an outer
+    of LD_WAIT_INV: none, the inner stands for it);
     ``acquire_fn`` the locking function that calls lock_acquire() (``mutex_lock_nested``), or
     None where lock_acquire() is called directly (lockdep maps, kernfs_drain()).
     """
 
     name: str
     usage: str = "{+.+.}"
-    wait: tuple[int, int] = (LD_WAIT_SLEEP, LD_WAIT_SLEEP)
+    wait: tuple[int, int] = (LD_WAIT_SLEEP, LD_WAIT_INV)
     acquire_fn: str | None = "mutex_lock_nested"
     validate: bool = True
 
     def describe(self) -> str:
-        """print_lock_name(): ``(name){usage}-{inner:outer}``."""
-        return f"({self.name}){self.usage}-{{{self.wait[0]}:{self.wait[1]}}}"
+        """print_lock_name(): ``(name){usage}-{outer:inner}``, with
+        ``class->wait_type_outer ?: class->wait_type_inner`` for the outer."""
+        inner, outer = self.wait
+        return f"({self.name}){self.usage}-{{{outer or inner}:{inner}}}"
 
 
 def work_class(name: str) -> LockClass:
@@ -97,9 +100,10 @@ SB_WRITERS = LockClass(
 OF_MUTEX = LockClass("&of->mutex#2", validate=False)
 # device_lock(): lockdep_set_novalidate_class(&dev->mutex) in device_initialize().
 DEV_MUTEX = LockClass("&dev->mutex", "{....}", validate=False)
-# rcu_read_lock() in __flush_work(): rcu_lock_acquire() passes check=0.
+# rcu_read_lock() in __flush_work(): rcu_lock_acquire() passes check=0. rcu_lock_map's
+# wait types (kernel/rcu/update.c): outer LD_WAIT_FREE, inner LD_WAIT_CONFIG.
 RCU_READ_LOCK = LockClass(
-    "rcu_read_lock", "{....}", (LD_WAIT_FREE, LD_WAIT_CONFIG), "rcu_read_lock", validate=False
+    "rcu_read_lock", "{....}", (LD_WAIT_CONFIG, LD_WAIT_FREE), "rcu_read_lock", validate=False
 )
 SB_WRITERS_ADDR = 0xFFFF888103A2C488
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .calls import current_kernel, resume_module_code
-from .lockdep import LD_WAIT_SLEEP, LD_WAIT_SPIN, LockClass
+from .lockdep import LD_WAIT_CONFIG, LD_WAIT_INV, LD_WAIT_SLEEP, LockClass
 from .slab import Embedded
 from .stacktrace import current_frames, frame
 
@@ -37,7 +37,7 @@ def _caller() -> str:
 
 
 class _Lock(Embedded):
-    WAIT = (LD_WAIT_SLEEP, LD_WAIT_SLEEP)
+    WAIT = (LD_WAIT_SLEEP, LD_WAIT_INV)  # (inner, outer): a mutex sets no outer
     ACQUIRE_FN = "mutex_lock_nested"
 
     def __init__(self, name: str | None = None) -> None:
@@ -85,7 +85,7 @@ class SpinLock(_Lock):
 
     C_SIZE = 4
     C_ALIGN = 4
-    WAIT = (LD_WAIT_SPIN, LD_WAIT_SPIN)
+    WAIT = (LD_WAIT_CONFIG, LD_WAIT_INV)  # spinlock_t: LD_WAIT_CONFIG
     ACQUIRE_FN = "_raw_spin_lock"
 
     def __init__(self, name: str | None = None) -> None:

@@ -3,6 +3,13 @@
 A report is printed line by line at KERN_ERR, framed by the ``=====`` rulers, and ends by
 adding taint B (end_report()). As in the kernel, only the first report of a boot is printed
 unless ``multi_shot`` is set (the ``kasan_multi_shot`` boot parameter).
+
+A slab object's report has its allocation and free tracks, its description, its physical page
+as dump_page() prints it (at KERN_WARNING, as __dump_folio() does) and the shadow memory around
+the address. Freed module memory is ``vmalloc-out-of-bounds``, as with CONFIG_KASAN_VMALLOC
+(vfree() poisons it KASAN_VMALLOC_INVALID), with no description: on x86-64 the module area is
+neither the direct map nor vmalloc space. Limitations: the page's numbers (pfn, the kmem_cache
+address, the objects of the slab) are derived, as the addresses are, not read from a slab.
 """
 
 from __future__ import annotations

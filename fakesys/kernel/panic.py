@@ -134,13 +134,18 @@ def warn(
     log.emit(KERN_WARNING, "------------[ cut here ]------------")
     log.emit(KERN_WARNING, message)
     task = current()
-    log.emit(KERN_WARNING, f"WARNING: CPU: 0 PID: {task.pid} at {where} {symbol(function, module)}")
+    rip = symbol(function, module)
+    log.emit(KERN_WARNING, f"WARNING: CPU: 0 PID: {task.pid} at {where} {rip}")
     log.emit(KERN_WARNING, print_modules(kernel))
+    # show_regs(): the CPU line, RIP (the registers are left out), then the trace unwound
+    # from the registers, which starts at the caller of the function at RIP
     for line in kernel.dump_stack_header():
         log.emit(KERN_WARNING, line)
+    log.emit(KERN_WARNING, f"RIP: 0010:{rip}")
     log.emit(KERN_WARNING, "Call Trace:")
     log.emit(KERN_WARNING, " <TASK>")
-    for frame in stack():
+    trace = stack()
+    for frame in trace[1:] if trace and trace[0] == rip else trace:
         log.emit(KERN_WARNING, f" {frame}")
     log.emit(KERN_WARNING, " </TASK>")
     log.emit(KERN_WARNING, "---[ end trace 0000000000000000 ]---")
